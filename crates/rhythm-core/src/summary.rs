@@ -1,0 +1,234 @@
+//! Per-head summaries filled row by row: the streamed form of a head.
+//!
+//! Every metric of SPEC sections 3, 4 and 6 is linear in a head's attention
+//! map, so a head can be reduced to `O(N)` numbers while its rows stream past:
+//!
+//! * the span numerator `sum_{t in R} sum_{s <= t} A[t,s] (t - s)`;
+//! * the head's own WAAD row values `sum_s A[t,s] min(t - s, W)` for `t in R`;
+//! * FAI column sums `sum_{t in T(s)} A[t,s]` for `s in R`;
+//! * vertical-score column sums `sum_{t in R, t >= s + p} A[t,s]` for `s in R`.
+//!
+//! A group's WAAD or FAI is then the mean of its heads' values, equal (to float
+//! rounding) to the metric of the group's mean map.
+
+use crate::error::CoreError;
+
+/// What a summary needs to know before rows arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SummaryConfig {
+    /// `P`: the first response position.
+    pub response_start: usize,
+    /// `N`: the sequence length (prompt + response).
+    pub seq_len: usize,
+    /// WAAD window `W`.
+    pub window: usize,
+    /// FAI horizon `(h_lo, h_hi)`; `h_hi` is clipped to `N - 1` (pass
+    /// `usize::MAX` for "to the end").
+    pub horizon: (usize, usize),
+    /// Receiver-head proximity `p`.
+    pub proximity: usize,
+}
+
+impl SummaryConfig {
+    /// Checks that the response is non-empty and inside the sequence.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        if self.response_start >= self.seq_len {
+            return Err(CoreError::EmptyResponse {
+                response_start: self.response_start,
+                seq_len: self.seq_len,
+            });
+        }
+        if self.horizon.0 > self.horizon.1 {
+            return Err(CoreError::Param(format!(
+                "horizon {}:{} has lo > hi",
+                self.horizon.0, self.horizon.1
+            )));
+        }
+        Ok(())
+    }
+
+    /// `n = N - P`, the number of response positions.
+    pub fn n(&self) -> usize {
+        self.seq_len.saturating_sub(self.response_start)
+    }
+
+    /// `|T(s)|` for a response position `s`: the rows FAI averages over.
+    pub fn fai_count(&self, s: usize) -> usize {
+        let (lo, hi) = self.horizon;
+        let first = s.saturating_add(lo);
+        let last = s.saturating_add(hi).min(self.seq_len - 1);
+        if first > last {
+            0
+        } else {
+            last - first + 1
+        }
+    }
+
+    /// The number of rows `t in R` with `t >= s + p`: the rows a vertical score
+    /// averages over.
+    pub fn vertical_count(&self, s: usize) -> usize {
+        let first = s.saturating_add(self.proximity);
+        self.seq_len.saturating_sub(first)
+    }
+}
+
+/// The streamed summary of one head (see the module docs).
+#[derive(Clone, Debug)]
+pub struct HeadSummary {
+    /// Layer index in the model.
+    pub layer: usize,
+    /// Head index within the layer.
+    pub head: usize,
+    cfg: SummaryConfig,
+    span_num: f64,
+    waad: Vec<f64>,
+    fai_sum: Vec<f64>,
+    vert_sum: Vec<f64>,
+    rows: usize,
+}
+
+impl HeadSummary {
+    /// An empty summary for head `(layer, head)`.
+    pub fn new(layer: usize, head: usize, cfg: &SummaryConfig) -> Self {
+        let n = cfg.n();
+        HeadSummary {
+            layer,
+            head,
+            cfg: *cfg,
+            span_num: 0.0,
+            waad: vec![0.0; n],
+            fai_sum: vec![0.0; n],
+            vert_sum: vec![0.0; n],
+            rows: 0,
+        }
+    }
+
+    /// Feeds attention row `t`: the probabilities for columns `0..=t` (entries
+    /// past `t` are ignored). Rows before the response are ignored; each
+    /// response row must be fed exactly once, in any order.
+    ///
+    /// # Panics
+    /// If `t >= N` or `row.len() <= t` (a caller bug, not bad user input).
+    pub fn push_row(&mut self, t: usize, row: &[f32]) {
+        let p0 = self.cfg.response_start;
+        assert!(t < self.cfg.seq_len, "row {t} outside sequence");
+        if t < p0 {
+            return;
+        }
+        let row = &row[..=t];
+        let w = self.cfg.window;
+        // 1. Span numerator and this head's WAAD: one pass over the row.
+        let mut span = 0.0f64;
+        let mut waad = 0.0f64;
+        for (s, &a) in row.iter().enumerate() {
+            let d = (t - s) as f64;
+            let a = a as f64;
+            span += a * d;
+            waad += a * d.min(w as f64);
+        }
+        self.span_num += span;
+        self.waad[t - p0] = waad;
+        // 2. FAI column sums: s in R with s + h_lo <= t <= s + h_hi.
+        let (lo, hi) = self.cfg.horizon;
+        if t >= lo {
+            let s_max = t - lo;
+            let s_min = t.saturating_sub(hi).max(p0);
+            // An empty range (s_min > s_max) iterates nothing.
+            for s in s_min..=s_max {
+                self.fai_sum[s - p0] += row[s] as f64;
+            }
+        }
+        // 3. Vertical-score column sums: s in R with t >= s + p.
+        let p = self.cfg.proximity;
+        if t >= p + p0 {
+            for s in p0..=t - p {
+                self.vert_sum[s - p0] += row[s] as f64;
+            }
+        }
+        self.rows += 1;
+    }
+
+    /// The configuration this summary was built with.
+    pub fn config(&self) -> &SummaryConfig {
+        &self.cfg
+    }
+
+    /// How many response rows were fed.
+    pub fn rows_seen(&self) -> usize {
+        self.rows
+    }
+
+    /// `sum_{t in R} sum_s A[t,s] (t - s)`, the numerator of the head's span.
+    pub fn span_numerator(&self) -> f64 {
+        self.span_num
+    }
+
+    /// The span `d` of SPEC section 3: the numerator divided by `n`.
+    pub fn span(&self) -> f64 {
+        self.span_num / self.cfg.n() as f64
+    }
+
+    /// This head's WAAD at each response position (offset `t - P`).
+    pub fn waad(&self) -> &[f64] {
+        &self.waad
+    }
+
+    /// This head's FAI at each response position: column sum over `|T(s)|`,
+    /// or 0 when `T(s)` is empty.
+    pub fn fai(&self) -> Vec<f64> {
+        let p0 = self.cfg.response_start;
+        self.fai_sum
+            .iter()
+            .enumerate()
+            .map(|(i, &sum)| match self.cfg.fai_count(p0 + i) {
+                0 => 0.0,
+                c => sum / c as f64,
+            })
+            .collect()
+    }
+
+    /// The vertical scores `v[s]` of SPEC section 6 for the positions that
+    /// have at least one row; positions without rows are left out.
+    pub fn vertical_scores(&self) -> Vec<f64> {
+        let p0 = self.cfg.response_start;
+        self.vert_sum
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &sum)| match self.cfg.vertical_count(p0 + i) {
+                0 => None,
+                c => Some(sum / c as f64),
+            })
+            .collect()
+    }
+
+    /// The head's receiver score: the population excess kurtosis
+    /// `m4 / m2^2 - 3` of its vertical scores. A head whose scores are all
+    /// equal (or that has none) scores negative infinity, ranking last.
+    pub fn kurtosis(&self) -> f64 {
+        kurtosis(&self.vertical_scores())
+    }
+}
+
+/// Population excess kurtosis (Fisher) `m4 / m2^2 - 3`; negative infinity when
+/// the values have no spread.
+pub fn kurtosis(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NEG_INFINITY;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let (mut m2, mut m4) = (0.0, 0.0);
+    for &x in v {
+        let d = x - mean;
+        let d2 = d * d;
+        m2 += d2;
+        m4 += d2 * d2;
+    }
+    m2 /= n;
+    m4 /= n;
+    if m2 <= 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        m4 / (m2 * m2) - 3.0
+    }
+}
