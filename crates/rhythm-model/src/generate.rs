@@ -1,0 +1,238 @@
+//! Autoregressive generation with a per-sequence KV cache.
+//!
+//! Each prompt of a batch runs with its own cache and its own random
+//! stream (ChaCha8 seeded with `seed`, stream = index in the batch), so
+//! results do not depend on batch composition or padding.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{ModelError, Result};
+use crate::model::Model;
+
+/// Decoding settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// Upper bound on generated tokens.
+    pub max_new_tokens: usize,
+    /// Softmax temperature; `<= 0` means greedy decoding.
+    pub temperature: f64,
+    /// Nucleus threshold in `(0, 1]` (1 disables it).
+    pub top_p: f64,
+    /// Keep only the `top_k` most likely tokens (0 disables it).
+    pub top_k: usize,
+    /// Tokens that end a sequence (reported as [`FinishReason::Eos`]).
+    pub eos_token_ids: Vec<u32>,
+    /// Further tokens that end a sequence ([`FinishReason::Stop`]).
+    pub stop_token_ids: Vec<u32>,
+    /// Seed of the sampling streams.
+    pub seed: u64,
+    /// Also return each generated token's log-probability.
+    pub logprobs: bool,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            max_new_tokens: 256,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            eos_token_ids: Vec::new(),
+            stop_token_ids: Vec::new(),
+            seed: 0,
+            logprobs: false,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Greedy decoding of at most `max_new_tokens` tokens.
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        SamplingParams {
+            max_new_tokens,
+            temperature: 0.0,
+            ..Default::default()
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(ModelError::arg(
+                "top_p",
+                format!("expected a value in (0, 1], found {}", self.top_p),
+            ));
+        }
+        if !self.temperature.is_finite() {
+            return Err(ModelError::arg("temperature", "expected a finite number"));
+        }
+        Ok(())
+    }
+}
+
+/// Why a sequence stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-sequence token was produced (it is included in the output).
+    Eos,
+    /// A stop token was produced (it is included in the output).
+    Stop,
+    /// `max_new_tokens` (or `max_position_embeddings`) was reached.
+    Length,
+}
+
+/// The continuation of one prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// Generated token ids (prompt excluded).
+    pub tokens: Vec<u32>,
+    /// `ln p(token)` under the model's untempered distribution (temperature 1,
+    /// no top-k/top-p), one per token; empty unless requested.
+    pub logprobs: Vec<f32>,
+    /// Why generation ended.
+    pub finish: FinishReason,
+}
+
+impl Model {
+    /// Continues every prompt (each with its own cache; see module docs).
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        params: &SamplingParams,
+    ) -> Result<Vec<Generation>> {
+        params.validate()?;
+        prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| self.generate_one(p, params, i as u64))
+            .collect()
+    }
+
+    /// Continues one prompt, sampling from stream `stream` of the seed.
+    pub fn generate_one(
+        &self,
+        prompt: &[u32],
+        params: &SamplingParams,
+        stream: u64,
+    ) -> Result<Generation> {
+        params.validate()?;
+        if prompt.is_empty() {
+            return Err(ModelError::arg("prompt", "expected at least one token"));
+        }
+        self.check_ids(prompt)?;
+        let max_pos = self.config().max_position_embeddings;
+        let capacity = (prompt.len() + params.max_new_tokens).min(max_pos);
+        let mut cache = self.new_cache(capacity)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+        rng.set_stream(stream);
+        let mut out = Generation {
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            finish: FinishReason::Length,
+        };
+        if params.max_new_tokens == 0 {
+            return Ok(out);
+        }
+        // 1. Prefill the prompt.
+        let mut logits = self.forward_step(prompt, &mut cache)?.to_vec1::<f32>()?;
+        loop {
+            // 2. Pick the next token.
+            let tok = pick(&logits, params, &mut rng);
+            out.tokens.push(tok);
+            if params.logprobs {
+                out.logprobs.push(log_prob(&logits, tok as usize) as f32);
+            }
+            // 3. Stop on EOS / stop tokens / length.
+            if params.eos_token_ids.contains(&tok) {
+                out.finish = FinishReason::Eos;
+                break;
+            }
+            if params.stop_token_ids.contains(&tok) {
+                out.finish = FinishReason::Stop;
+                break;
+            }
+            if out.tokens.len() >= params.max_new_tokens || cache.len() >= capacity {
+                break;
+            }
+            // 4. Feed it back.
+            logits = self.forward_step(&[tok], &mut cache)?.to_vec1::<f32>()?;
+        }
+        Ok(out)
+    }
+}
+
+/// `ln softmax(logits)[tok]`, computed in f64.
+pub fn log_prob(logits: &[f32], tok: usize) -> f64 {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let s: f64 = logits.iter().map(|&x| (x as f64 - m).exp()).sum();
+    logits[tok] as f64 - m - s.ln()
+}
+
+/// Index of the first maximum (ties go to the lowest id, like `argmax`).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Applies temperature, top-k and top-p (in that order, as transformers
+/// does) and draws one token.
+pub fn pick<R: Rng>(logits: &[f32], params: &SamplingParams, rng: &mut R) -> u32 {
+    if params.temperature <= 0.0 {
+        return argmax(logits);
+    }
+    let t = params.temperature;
+    // 1. Candidates sorted by logit, descending (ties by id), cut to top-k.
+    let mut idx: Vec<u32> = (0..logits.len() as u32)
+        .filter(|&i| logits[i as usize].is_finite())
+        .collect();
+    if idx.is_empty() {
+        return argmax(logits);
+    }
+    let cmp = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
+    if params.top_k > 0 && params.top_k < idx.len() {
+        idx.select_nth_unstable_by(params.top_k - 1, cmp);
+        idx.truncate(params.top_k);
+    }
+    idx.sort_unstable_by(cmp);
+    // 2. Tempered probabilities.
+    let m = logits[idx[0] as usize] as f64;
+    let mut p: Vec<f64> = idx
+        .iter()
+        .map(|&i| ((logits[i as usize] as f64 - m) / t).exp())
+        .collect();
+    let z: f64 = p.iter().sum();
+    p.iter_mut().for_each(|x| *x /= z);
+    // 3. Nucleus: the shortest prefix whose mass reaches top_p.
+    if params.top_p < 1.0 {
+        let mut acc = 0.0;
+        let mut keep = p.len();
+        for (j, &x) in p.iter().enumerate() {
+            acc += x;
+            if acc >= params.top_p {
+                keep = j + 1;
+                break;
+            }
+        }
+        p.truncate(keep);
+        idx.truncate(keep);
+    }
+    // 4. Draw.
+    let total: f64 = p.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (j, &x) in p.iter().enumerate() {
+        if u < x {
+            return idx[j];
+        }
+        u -= x;
+    }
+    *idx.last().expect("non-empty")
+}

@@ -1,0 +1,57 @@
+//! rhythm-model: the transformer engine behind rhythm.
+//!
+//! This crate loads a local Hugging Face checkpoint of a Qwen3, Qwen2 or
+//! Llama model (one `model_type` each, see [`config::Family`]), runs it in
+//! `f32` on candle, generates from it, reads its attention for the rhythm
+//! metrics, and writes it back in the same layout. The three families
+//! differ only in small details (q/k RMSNorm and an explicit `head_dim` for
+//! Qwen3, q/k/v biases for Qwen2, `llama3` RoPE scaling and optional biases
+//! for Llama), so they share one decoder ([`Model`]) with per-family
+//! switches read from [`Config`], which deserializes `config.json` as
+//! transformers writes it. Weight names mirror the checkpoint
+//! ([`model::weight_specs`]) and are validated (presence, shape, dtype)
+//! before any data is read, so that a bad checkpoint yields a one-line
+//! [`ModelError`] naming the file and the weight.
+//!
+//! There are two forward paths over the same weights. The *differentiable*
+//! path ([`Model::forward`], [`Model::forward_masked`],
+//! [`Model::token_logprobs`]) is made only of basic candle ops that have a
+//! backward pass: RMSNorm as `x * rsqrt(mean(x^2) + eps) * w`, softmax as
+//! `exp(x - max) / sum`, RoPE through `narrow`/`mul`/`cat`. candle-nn's
+//! fused kernels (`rms_norm`, `softmax_last_dim`, `rotary_emb::rope`) have no
+//! backward and would silently cut gradients, so they are used only by the
+//! *inference* paths: KV-cached generation ([`Model::generate`]) and the
+//! probe. A model built from a [`candle_nn::VarMap`]-backed `VarBuilder`
+//! ([`Model::random`], or [`Pretrained::load_with`] with `trainable`) holds
+//! the variables themselves, so a GRPO trainer can optimise it directly and
+//! checkpoint it with [`save_pretrained`] (atomic, transformers-loadable).
+//!
+//! The probe ([`Model::probe_streamed`], [`Model::probe_captured`]) does
+//! one forward pass over prompt + response and computes attention in blocks
+//! of query rows, so no `N x N` matrix is ever held: each row of a probed
+//! layer is fed to a [`rhythm_core::HeadSummary`] (or, for short inputs,
+//! stored into a `[heads, N, N]` map), and logits are computed for blocks of
+//! rows and reduced at once to log-probabilities and entropies.
+
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod model;
+pub mod ops;
+pub mod pretrained;
+pub mod probe;
+pub mod rope;
+pub mod weights;
+
+pub use config::{Config, Family, GenerationDefaults, RopeScaling, TokenIds};
+pub use error::{ModelError, Result};
+pub use generate::{FinishReason, Generation, SamplingParams};
+pub use model::{weight_specs, KvCache, Model, WeightKind, WeightSpec};
+pub use ops::Kernels;
+pub use pretrained::{load_tokenizer, save_pretrained, LoadOptions, Pretrained};
+pub use probe::{
+    CapturedProbe, LayerSelection, MapSink, ProbeTuning, RowSink, StreamedProbe, TokenStats,
+};
+pub use weights::{write_safetensors, write_safetensors_atomic};
+
+pub use candle_core::{DType, Device, Tensor};

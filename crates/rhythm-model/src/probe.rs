@@ -1,0 +1,399 @@
+//! The attention probe: one forward pass over prompt + response that
+//! reports, for the response positions, each token's log-probability and
+//! the entropy of its predictive distribution, together with the attention
+//! of chosen layers, either captured as `[heads, N, N]` maps or streamed
+//! row by row into [`HeadSummary`]s.
+//!
+//! Attention is computed in blocks of query rows: block `[r0, r1)` needs
+//! the keys `0..r1` only, so no `N x N` matrix is ever held (the captured
+//! mode stores the rows it is asked for, by definition). Logits are likewise
+//! computed for blocks of rows and reduced at once to (log-prob, entropy).
+
+use candle_core::{DType, Tensor};
+use rayon::prelude::*;
+use rhythm_core::{HeadSummary, SummaryConfig};
+
+use crate::error::{ModelError, Result};
+use crate::model::Model;
+use crate::ops::{self, Kernels};
+
+/// Which layers to probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerSelection {
+    /// Every layer.
+    All,
+    /// SPEC section 2's five sampled layers ([`rhythm_core::sample_layers`]).
+    Sampled,
+    /// An explicit list.
+    List(Vec<usize>),
+}
+
+impl LayerSelection {
+    /// Parses `all`, `sampled` or a comma-separated list such as `3,5,7`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim() {
+            "all" => Ok(LayerSelection::All),
+            "sampled" => Ok(LayerSelection::Sampled),
+            list => list
+                .split(',')
+                .map(|x| {
+                    x.trim().parse::<usize>().map_err(|_| {
+                        ModelError::arg(
+                            "layers",
+                            format!("expected `all`, `sampled` or comma-separated layer indices, found `{s}`"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(LayerSelection::List),
+        }
+    }
+
+    /// The ascending, de-duplicated layer indices for a model with
+    /// `num_layers` layers.
+    pub fn resolve(&self, num_layers: usize) -> Result<Vec<usize>> {
+        let mut v = match self {
+            LayerSelection::All => (0..num_layers).collect(),
+            LayerSelection::Sampled => rhythm_core::sample_layers(num_layers),
+            LayerSelection::List(v) => v.clone(),
+        };
+        v.sort_unstable();
+        v.dedup();
+        if let Some(&bad) = v.iter().find(|&&l| l >= num_layers) {
+            return Err(ModelError::arg(
+                "layers",
+                format!("layer {bad} does not exist (expected < {num_layers})"),
+            ));
+        }
+        Ok(v)
+    }
+}
+
+/// Something that receives attention rows of one head.
+pub trait RowSink: Send {
+    /// Receives row `t` (probabilities for columns `0..=t`).
+    fn push_row(&mut self, t: usize, row: &[f32]);
+}
+
+impl RowSink for HeadSummary {
+    fn push_row(&mut self, t: usize, row: &[f32]) {
+        HeadSummary::push_row(self, t, row)
+    }
+}
+
+/// A full `N x N` map of one head, filled row by row (upper triangle 0).
+#[derive(Debug, Clone)]
+pub struct MapSink {
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl MapSink {
+    /// An all-zero `n x n` map.
+    pub fn new(n: usize) -> Self {
+        MapSink {
+            n,
+            data: vec![0.0; n * n],
+        }
+    }
+
+    /// The row-major map.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+}
+
+impl RowSink for MapSink {
+    fn push_row(&mut self, t: usize, row: &[f32]) {
+        self.data[t * self.n..t * self.n + t + 1].copy_from_slice(&row[..=t]);
+    }
+}
+
+/// Per-token statistics of positions `start..N`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenStats {
+    /// The first position covered (`max(response_start, 1)`).
+    pub start: usize,
+    /// `ln p(x_t | x_<t)` from the logits at `t - 1`, for `t in start..N`.
+    pub logprobs: Vec<f64>,
+    /// Entropy (nats, temperature 1) of the distribution at `t - 1`.
+    pub entropies: Vec<f64>,
+}
+
+/// Result of [`Model::probe_captured`].
+#[derive(Debug, Clone)]
+pub struct CapturedProbe {
+    /// Log-probabilities and entropies of the response tokens.
+    pub stats: TokenStats,
+    /// The probed layers, ascending.
+    pub layers: Vec<usize>,
+    /// One `[heads, N, N]` f32 map per probed layer (post-softmax, causal).
+    pub attn: Vec<Tensor>,
+    /// `[N, vocab]` logits, when requested.
+    pub logits: Option<Tensor>,
+}
+
+/// Result of [`Model::probe_streamed`].
+#[derive(Debug, Clone)]
+pub struct StreamedProbe {
+    /// Log-probabilities and entropies of the response tokens.
+    pub stats: TokenStats,
+    /// The probed layers, ascending.
+    pub layers: Vec<usize>,
+    /// One summary per (layer, head), layer-major.
+    pub summaries: Vec<HeadSummary>,
+}
+
+/// Tuning knobs of the probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProbeTuning {
+    /// Query rows per attention block (0: automatic, about 64 MiB of scores).
+    pub attn_block_rows: usize,
+    /// Rows per logits block (0: automatic, about 32 MiB of logits).
+    pub logit_block_rows: usize,
+}
+
+impl ProbeTuning {
+    fn attn_rows(&self, heads: usize, n: usize) -> usize {
+        if self.attn_block_rows > 0 {
+            return self.attn_block_rows;
+        }
+        ((16usize << 20) / (heads * n).max(1)).clamp(32, 1024)
+    }
+
+    fn logit_rows(&self, vocab: usize) -> usize {
+        if self.logit_block_rows > 0 {
+            return self.logit_block_rows;
+        }
+        ((8usize << 20) / vocab.max(1)).clamp(4, 1024)
+    }
+}
+
+impl Model {
+    /// Probe with captured maps: `[heads, N, N]` for each layer of
+    /// `layers` (short inputs only: `O(layers x heads x N^2)` memory), the
+    /// token statistics from `response_start` on, and optionally the full
+    /// `[N, vocab]` logits.
+    pub fn probe_captured(
+        &self,
+        ids: &[u32],
+        response_start: usize,
+        layers: &[usize],
+        with_logits: bool,
+    ) -> Result<CapturedProbe> {
+        let n = ids.len();
+        let layers = LayerSelection::List(layers.to_vec()).resolve(self.num_layers())?;
+        let heads = self.num_heads();
+        let mut sinks: Vec<Vec<MapSink>> = layers
+            .iter()
+            .map(|_| (0..heads).map(|_| MapSink::new(n)).collect())
+            .collect();
+        let (stats, logits) = self.probe_with(
+            ids,
+            response_start,
+            &layers,
+            &mut sinks,
+            0,
+            with_logits,
+            ProbeTuning::default(),
+        )?;
+        let attn = sinks
+            .into_iter()
+            .map(|hs| {
+                let data: Vec<f32> = hs.into_iter().flat_map(MapSink::into_vec).collect();
+                Tensor::from_vec(data, (heads, n, n), self.device())
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(CapturedProbe {
+            stats,
+            layers,
+            attn,
+            logits,
+        })
+    }
+
+    /// Streamed probe: every attention row of the chosen layers goes into a
+    /// [`HeadSummary`] built from `cfg` (whose `seq_len` must be `ids.len()`
+    /// and `response_start >= 1`); memory stays `O(N x hidden)` plus the
+    /// summaries.
+    pub fn probe_streamed(
+        &self,
+        ids: &[u32],
+        cfg: &SummaryConfig,
+        layers: &[usize],
+    ) -> Result<StreamedProbe> {
+        self.probe_streamed_tuned(ids, cfg, layers, ProbeTuning::default())
+    }
+
+    /// [`Model::probe_streamed`] with explicit block sizes.
+    pub fn probe_streamed_tuned(
+        &self,
+        ids: &[u32],
+        cfg: &SummaryConfig,
+        layers: &[usize],
+        tuning: ProbeTuning,
+    ) -> Result<StreamedProbe> {
+        if cfg.seq_len != ids.len() {
+            return Err(ModelError::arg(
+                "seq_len",
+                format!(
+                    "SummaryConfig.seq_len = {} but {} ids were given",
+                    cfg.seq_len,
+                    ids.len()
+                ),
+            ));
+        }
+        if cfg.response_start == 0 || cfg.response_start >= ids.len() {
+            return Err(ModelError::arg(
+                "response_start",
+                format!(
+                    "expected 1 <= response_start < {} (the sequence length), found {}",
+                    ids.len(),
+                    cfg.response_start
+                ),
+            ));
+        }
+        let layers = LayerSelection::List(layers.to_vec()).resolve(self.num_layers())?;
+        let heads = self.num_heads();
+        let mut sinks: Vec<Vec<HeadSummary>> = layers
+            .iter()
+            .map(|&l| (0..heads).map(|h| HeadSummary::new(l, h, cfg)).collect())
+            .collect();
+        let (stats, _) = self.probe_with(
+            ids,
+            cfg.response_start,
+            &layers,
+            &mut sinks,
+            cfg.response_start,
+            false,
+            tuning,
+        )?;
+        Ok(StreamedProbe {
+            stats,
+            layers,
+            summaries: sinks.into_iter().flatten().collect(),
+        })
+    }
+
+    /// The probe's engine: one blockwise forward pass over `ids` that feeds
+    /// rows `first_row..N` of every head of `layers[i]` to `sinks[i][head]`
+    /// and returns the token statistics of `max(response_start, 1)..N` (and
+    /// the `[N, vocab]` logits when `with_logits`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn probe_with<S: RowSink>(
+        &self,
+        ids: &[u32],
+        response_start: usize,
+        layers: &[usize],
+        sinks: &mut [Vec<S>],
+        first_row: usize,
+        with_logits: bool,
+        tuning: ProbeTuning,
+    ) -> Result<(TokenStats, Option<Tensor>)> {
+        let n = ids.len();
+        if n == 0 {
+            return Err(ModelError::arg("ids", "expected at least one token"));
+        }
+        if response_start > n {
+            return Err(ModelError::arg(
+                "response_start",
+                format!("expected <= {n} (the sequence length), found {response_start}"),
+            ));
+        }
+        if sinks.len() != layers.len() || sinks.iter().any(|s| s.len() != self.num_heads()) {
+            return Err(ModelError::arg(
+                "sinks",
+                "expected one sink per head of every probed layer",
+            ));
+        }
+        self.check_ids(ids)?;
+        let k = Kernels::Fused;
+        let dev = self.device();
+        let eps = self.cfg.rms_norm_eps;
+        // 1. Embed the whole sequence; rotary tables for 0..N.
+        let idt = Tensor::from_slice(ids, n, dev)?;
+        let mut x = self.embed_tokens.index_select(&idt, 0)?.unsqueeze(0)?;
+        let (cos, sin) = self.rope.range(0, n, dev)?;
+        let rows = tuning.attn_rows(self.num_heads(), n);
+        // 2. Layers, attention row-blocked.
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = ops::rms_norm(&x, &layer.input_layernorm, eps, k)?;
+            let (q, key, val) = self.qkv(&layer.self_attn, &h, &cos, &sin, k)?;
+            drop(h);
+            let mut sink = layers.iter().position(|&c| c == l).map(|i| &mut sinks[i]);
+            let mut outs = Vec::with_capacity(n.div_ceil(rows));
+            for r0 in (0..n).step_by(rows) {
+                let nb = rows.min(n - r0);
+                let r1 = r0 + nb;
+                let qb = q.narrow(2, r0, nb)?.contiguous()?;
+                let kb = key.narrow(2, 0, r1)?;
+                let vb = val.narrow(2, 0, r1)?;
+                let mask = ops::causal_mask(nb, r0, dev)?;
+                let p = self.attn_probs(&qb, &kb, Some(&mask), k)?;
+                if let Some(sink) = sink.as_deref_mut() {
+                    if r1 > first_row {
+                        let data = p.flatten_all()?.to_vec1::<f32>()?;
+                        sink.par_iter_mut().enumerate().for_each(|(hd, s)| {
+                            for i in 0..nb {
+                                let t = r0 + i;
+                                if t >= first_row {
+                                    let off = (hd * nb + i) * r1;
+                                    s.push_row(t, &data[off..off + t + 1]);
+                                }
+                            }
+                        });
+                    }
+                }
+                outs.push(self.attn_apply(&p, &vb)?);
+            }
+            let o = if outs.len() == 1 {
+                outs.pop().expect("one block")
+            } else {
+                Tensor::cat(&outs, 2)?
+            };
+            drop(outs);
+            x = (x + self.attn_out(&layer.self_attn, &o)?)?;
+            let h = ops::rms_norm(&x, &layer.post_attention_layernorm, eps, k)?;
+            x = (&x + layer.mlp.forward(&h)?)?;
+        }
+        // 3. Final norm.
+        let hn = ops::rms_norm(&x.squeeze(0)?, &self.norm, eps, k)?;
+        drop(x);
+        // 4. Token statistics from row-blocked logits (rows t - 1 for t in start..N).
+        let start = response_start.max(1);
+        let mut stats = TokenStats {
+            start,
+            logprobs: Vec::with_capacity(n.saturating_sub(start)),
+            entropies: Vec::with_capacity(n.saturating_sub(start)),
+        };
+        let vocab = self.vocab_size();
+        let full_logits = if with_logits {
+            Some(self.lm_logits(&hn)?.to_dtype(DType::F32)?)
+        } else {
+            None
+        };
+        if start < n {
+            let lrows = tuning.logit_rows(vocab);
+            for a in (start - 1..n - 1).step_by(lrows) {
+                let b = lrows.min(n - 1 - a);
+                let block = match &full_logits {
+                    Some(lg) => lg.narrow(0, a, b)?,
+                    None => self.lm_logits(&hn.narrow(0, a, b)?)?,
+                };
+                let data = block.flatten_all()?.to_vec1::<f32>()?;
+                let pairs: Vec<(f64, f64)> = (0..b)
+                    .into_par_iter()
+                    .map(|i| {
+                        let row = &data[i * vocab..(i + 1) * vocab];
+                        rhythm_core::entropy_and_logprob(row, ids[a + i + 1] as usize)
+                    })
+                    .collect();
+                for (h, lp) in pairs {
+                    stats.entropies.push(h);
+                    stats.logprobs.push(lp);
+                }
+            }
+        }
+        Ok((stats, full_logits))
+    }
+}
