@@ -144,7 +144,12 @@ mod tests {
     fn micro_average_sums_counts() {
         // Two sequences of different length: the means are of pooled counts.
         let mut c = CouplingStats::new();
-        c.add(&[1.0, 0.0, 0.0, 0.0, 0.0], &[0.0; 5], &[0.0; 5], &[10.0, 0.0, 0.0, 0.0, 0.0]);
+        c.add(
+            &[1.0, 0.0, 0.0, 0.0, 0.0],
+            &[0.0; 5],
+            &[0.0; 5],
+            &[10.0, 0.0, 0.0, 0.0, 0.0],
+        );
         let w: Vec<f64> = (0..10).map(|t| t as f64).collect();
         c.add(&w, &[0.0; 10], &[0.0; 10], &[1.0; 10]);
         // WAAD peaks: seq 1 {0} (H = 10), seq 2 {8, 9} (H = 1, 1): 12 / 3 = 4.

@@ -119,7 +119,11 @@ pub struct CreditInputs<'a> {
 /// let g = gamma(Strategy::None, &CreditInputs { n: 3, rhythm: None, entropy: None }, &Params::rl()).unwrap();
 /// assert_eq!(g, vec![1.0, 1.0, 1.0]);
 /// ```
-pub fn gamma(strategy: Strategy, inputs: &CreditInputs<'_>, params: &Params) -> Result<Vec<f64>, CoreError> {
+pub fn gamma(
+    strategy: Strategy,
+    inputs: &CreditInputs<'_>,
+    params: &Params,
+) -> Result<Vec<f64>, CoreError> {
     params.validate()?;
     let n = inputs.n;
     let a = params.gamma_amp - 1.0;
@@ -139,7 +143,9 @@ pub fn gamma(strategy: Strategy, inputs: &CreditInputs<'_>, params: &Params) -> 
         }
         Ok(r)
     };
-    let offsets = |r: &Rhythm, v: &[usize]| -> Vec<usize> { v.iter().map(|&t| t - r.response_start).collect() };
+    let offsets = |r: &Rhythm, v: &[usize]| -> Vec<usize> {
+        v.iter().map(|&t| t - r.response_start).collect()
+    };
     Ok(match strategy {
         Strategy::None => vec![1.0; n],
         Strategy::Local => {
@@ -198,7 +204,14 @@ pub fn gamma(strategy: Strategy, inputs: &CreditInputs<'_>, params: &Params) -> 
 }
 
 /// `gamma = 1 + a[t in T \ D] + (1 - alpha) a [t in D] + alpha a [t in I(D)]`.
-fn coupled(n: usize, anchors: &[usize], dom: &[usize], intro: &[usize], a: f64, alpha: f64) -> Vec<f64> {
+fn coupled(
+    n: usize,
+    anchors: &[usize],
+    dom: &[usize],
+    intro: &[usize],
+    a: f64,
+    alpha: f64,
+) -> Vec<f64> {
     let (anc, d, i) = (mask(n, anchors), mask(n, dom), mask(n, intro));
     (0..n)
         .map(|t| {
@@ -286,8 +299,15 @@ mod tests {
 
     #[test]
     fn random_is_seeded() {
-        let p = Params { seed: 7, ..Params::rl() };
-        let inp = CreditInputs { n: 20, rhythm: None, entropy: None };
+        let p = Params {
+            seed: 7,
+            ..Params::rl()
+        };
+        let inp = CreditInputs {
+            n: 20,
+            rhythm: None,
+            entropy: None,
+        };
         let g1 = gamma(Strategy::Random, &inp, &p).unwrap();
         let g2 = gamma(Strategy::Random, &inp, &p).unwrap();
         assert_eq!(g1, g2);

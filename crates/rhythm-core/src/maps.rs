@@ -53,7 +53,10 @@ impl<'a> HeadMap<'a> {
             let mut sum = 0.0f64;
             for (s, &a) in row.iter().enumerate() {
                 if !a.is_finite() {
-                    return Err(bad(t, format!("column {s} is {a}, expected a finite number")));
+                    return Err(bad(
+                        t,
+                        format!("column {s} is {a}, expected a finite number"),
+                    ));
                 }
                 if a < 0.0 {
                     return Err(bad(t, format!("column {s} is {a}, expected >= 0")));
@@ -67,7 +70,10 @@ impl<'a> HeadMap<'a> {
                 sum += a as f64;
             }
             if (sum - 1.0).abs() > ROW_SUM_TOL {
-                return Err(bad(t, format!("sums to {sum:.6}, expected 1 (within 1e-3)")));
+                return Err(bad(
+                    t,
+                    format!("sums to {sum:.6}, expected 1 (within 1e-3)"),
+                ));
             }
         }
         Ok(())
@@ -124,7 +130,9 @@ pub fn fai_of_map(map: &[f64], seq_len: usize, p: usize, horizon: (usize, usize)
     (p..seq_len)
         .map(|s| {
             let ts: Vec<usize> = (p..seq_len)
-                .filter(|&t| s + horizon.0 <= t && t <= (seq_len - 1).min(s.saturating_add(horizon.1)))
+                .filter(|&t| {
+                    s + horizon.0 <= t && t <= (seq_len - 1).min(s.saturating_add(horizon.1))
+                })
                 .collect();
             if ts.is_empty() {
                 0.0

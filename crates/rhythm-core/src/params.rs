@@ -76,7 +76,9 @@ impl Params {
             if v.is_finite() && v > 0.0 && v <= 1.0 {
                 Ok(())
             } else {
-                Err(CoreError::Param(format!("{name} = {v}, expected a number in (0, 1]")))
+                Err(CoreError::Param(format!(
+                    "{name} = {v}, expected a number in (0, 1]"
+                )))
             }
         };
         frac("q", self.q)?;
@@ -109,7 +111,9 @@ impl Params {
         for (name, v) in [("tau_waad", self.tau_waad), ("tau_delta", self.tau_delta)] {
             if let Some(v) = v {
                 if !v.is_finite() {
-                    return Err(CoreError::Param(format!("{name} = {v}, expected a finite number")));
+                    return Err(CoreError::Param(format!(
+                        "{name} = {v}, expected a finite number"
+                    )));
                 }
             }
         }

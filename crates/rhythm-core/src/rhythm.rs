@@ -214,11 +214,20 @@ impl Rhythm {
         let by_id = |id: &HeadId| heads[ids.binary_search(id).expect("checked")];
         // 3. WAAD of the local aggregate, FAI of the global aggregate: the
         //    mean of the per-head metrics (they are linear in the map).
-        let waad = mean_of(&groups.local.iter().map(|id| by_id(id).waad()).collect::<Vec<_>>());
+        let waad = mean_of(
+            &groups
+                .local
+                .iter()
+                .map(|id| by_id(id).waad())
+                .collect::<Vec<_>>(),
+        );
         let fais: Vec<Vec<f64>> = groups.global.iter().map(|id| by_id(id).fai()).collect();
         let fai = mean_of(&fais.iter().map(|v| v.as_slice()).collect::<Vec<_>>());
         // 4. Receiver heads and their FAI.
-        let kurt: Vec<(HeadId, f64)> = heads.iter().map(|h| ((h.layer, h.head), h.kurtosis())).collect();
+        let kurt: Vec<(HeadId, f64)> = heads
+            .iter()
+            .map(|h| ((h.layer, h.head), h.kurtosis()))
+            .collect();
         let receivers = receiver_heads(&kurt, params.receiver_ratio);
         let rfais: Vec<Vec<f64>> = receivers.iter().map(|id| by_id(id).fai()).collect();
         let receiver_fai = mean_of(&rfais.iter().map(|v| v.as_slice()).collect::<Vec<_>>());

@@ -1,0 +1,271 @@
+//! Hand-computed cases for every definition, with the arithmetic written out.
+
+use rhythm_core::*;
+
+/// N = 4, P = 1 (R = {1, 2, 3}), one head:
+/// ```text
+/// row 0: 1.0
+/// row 1: 0.5 0.5
+/// row 2: 0.2 0.3 0.5
+/// row 3: 0.1 0.2 0.3 0.4
+/// ```
+const MAP: [f32; 16] = [
+    1.0, 0.0, 0.0, 0.0, //
+    0.5, 0.5, 0.0, 0.0, //
+    0.2, 0.3, 0.5, 0.0, //
+    0.1, 0.2, 0.3, 0.4,
+];
+
+fn cfg(window: usize, horizon: (usize, usize), proximity: usize) -> SummaryConfig {
+    SummaryConfig {
+        response_start: 1,
+        seq_len: 4,
+        window,
+        horizon,
+        proximity,
+    }
+}
+
+fn close(a: &[f64], b: &[f64]) {
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
+    }
+}
+
+fn summary(c: &SummaryConfig) -> HeadSummary {
+    HeadMap {
+        layer: 0,
+        head: 0,
+        seq_len: 4,
+        data: &MAP,
+    }
+    .summarize(c)
+}
+
+#[test]
+fn span_by_hand() {
+    // t=1: 0.5*1 + 0.5*0                 = 0.5
+    // t=2: 0.2*2 + 0.3*1 + 0.5*0         = 0.7
+    // t=3: 0.1*3 + 0.2*2 + 0.3*1 + 0     = 1.0
+    // d = (0.5 + 0.7 + 1.0) / 3           = 0.7333...
+    let s = summary(&cfg(10, (1, usize::MAX), 4));
+    assert!((s.span() - 2.2 / 3.0).abs() < 1e-6);
+}
+
+#[test]
+fn waad_by_hand() {
+    // W = 2: distances clip at 2.
+    // t=1: 0.5*1                          = 0.5
+    // t=2: 0.2*2 + 0.3*1                  = 0.7
+    // t=3: 0.1*min(3,2) + 0.2*2 + 0.3*1   = 0.9
+    close(summary(&cfg(2, (1, 9), 4)).waad(), &[0.5, 0.7, 0.9]);
+}
+
+#[test]
+fn fai_by_hand() {
+    // Horizon [1, N-1]: T(1) = {2, 3}: (A[2,1] + A[3,1]) / 2 = (0.3 + 0.2) / 2 = 0.25
+    //                   T(2) = {3}:    A[3,2] = 0.3
+    //                   T(3) = {}:     0
+    close(
+        &summary(&cfg(10, (1, usize::MAX), 4)).fai(),
+        &[0.25, 0.3, 0.0],
+    );
+    // Horizon [0, 1]: T(1) = {1, 2}: (0.5 + 0.3) / 2 = 0.4
+    //                 T(2) = {2, 3}: (0.5 + 0.3) / 2 = 0.4
+    //                 T(3) = {3}:    0.4
+    close(&summary(&cfg(10, (0, 1), 4)).fai(), &[0.4, 0.4, 0.4]);
+}
+
+#[test]
+fn vertical_scores_and_kurtosis_by_hand() {
+    // p = 1: v[1] = mean(A[2,1], A[3,1]) = 0.25; v[2] = A[3,2] = 0.3; v[3] has no row.
+    let s = summary(&cfg(10, (1, 9), 1));
+    close(&s.vertical_scores(), &[0.25, 0.3]);
+    // Two values: m2 = 0.025^2, m4 = 0.025^4 -> m4/m2^2 - 3 = -2.
+    assert!((s.kurtosis() + 2.0).abs() < 1e-6);
+    // [0, 0, 0, 1]: mean 0.25, m2 = (3*0.0625 + 0.5625)/4 = 0.1875,
+    // m4 = (3*0.00390625 + 0.31640625)/4 = 0.08203125, 0.08203125/0.03515625 - 3 = -2/3.
+    assert!((kurtosis(&[0.0, 0.0, 0.0, 1.0]) + 2.0 / 3.0).abs() < 1e-12);
+    assert_eq!(kurtosis(&[1.0, 1.0]), f64::NEG_INFINITY);
+}
+
+#[test]
+fn map_path_agrees_on_the_hand_case() {
+    let m = HeadMap {
+        layer: 0,
+        head: 0,
+        seq_len: 4,
+        data: &MAP,
+    };
+    let p = Params {
+        window: 2,
+        horizon: (1, usize::MAX),
+        proximity: 1,
+        ..Params::analysis()
+    };
+    let r = Rhythm::from_maps(&[m], 1, &p, None).unwrap();
+    close(&r.waad, &[0.5, 0.7, 0.9]);
+    close(&r.fai, &[0.25, 0.3, 0.0]);
+    assert!((r.spans[0].span - 2.2 / 3.0).abs() < 1e-6);
+}
+
+/// n = 6, P = 10.
+/// ```text
+/// offset   0    1    2    3    4    5
+/// WAAD    2.0  5.0  1.0  1.5  1.0  0.0
+/// Delta   3.0  4.0  0.5  0.5  1.0  0.0   (|WAAD[t] - WAAD[t+1]|, last 0)
+/// FAI     0.1  0.0  0.3  0.2  0.3  0.05
+/// ```
+fn hand_rhythm(params: &Params) -> Rhythm {
+    let waad = vec![2.0, 5.0, 1.0, 1.5, 1.0, 0.0];
+    let fai = vec![0.1, 0.0, 0.3, 0.2, 0.3, 0.05];
+    let sel = Selections::new(10, &waad, &fai, params);
+    Rhythm {
+        response_start: 10,
+        n: 6,
+        spans: vec![],
+        groups: HeadGroups::default(),
+        kurtosis: vec![],
+        receivers: vec![],
+        receiver_fai: fai.clone(),
+        waad,
+        fai,
+        sel,
+    }
+}
+
+#[test]
+fn selections_by_hand() {
+    let r = hand_rhythm(&Params::rl());
+    close(&r.sel.delta, &[3.0, 4.0, 0.5, 0.5, 1.0, 0.0]);
+    // q = 0.4, n = 6 -> ceil(2.4) = 3 tokens.
+    // TopQ(Delta): 4.0 (o1), 3.0 (o0), 1.0 (o4) -> positions 10, 11, 14.
+    assert_eq!(r.sel.preplan, vec![10, 11, 14]);
+    // TopQ(FAI): 0.3 (o2), 0.3 (o4), 0.2 (o3) -> 12, 13, 14.
+    assert_eq!(r.sel.anchors, vec![12, 13, 14]);
+    // tau_waad = median(0, 1, 1, 1.5, 2, 5) = (1 + 1.5)/2 = 1.25.
+    // tau_delta = median(0, 0.5, 0.5, 1, 3, 4) = (0.5 + 1)/2 = 0.75.
+    assert_eq!((r.sel.tau_waad, r.sel.tau_delta), (1.25, 0.75));
+    // k = 3.
+    // o2: N = {0, 1}, WAAD 1.0 <= 1.25, max Delta 4.0 (o1) >= 0.75 -> dominated, intro o1.
+    // o3: WAAD 1.5 > 1.25 -> not dominated.
+    // o4: N = {1, 2, 3}, WAAD 1.0 <= 1.25, max Delta 4.0 (o1) -> dominated, intro o1.
+    assert_eq!(r.sel.dominated, vec![12, 14]);
+    assert_eq!(r.sel.intro, vec![11]);
+}
+
+#[test]
+fn intro_ties_go_to_the_largest_position() {
+    // Delta over N_3(3) = {0, 1, 2} is 2, 2, 1: the tie goes to offset 1.
+    let waad = [0.0, 0.0, 0.0, 0.0];
+    let delta = [2.0, 2.0, 1.0, 0.0];
+    let (d, i) = dominated_and_intro(&[3], &waad, &delta, 3, 0.0, 0.5);
+    assert_eq!((d, i), (vec![3], vec![1]));
+    // An anchor at the first response position has an empty N_k: never dominated.
+    let (d, _) = dominated_and_intro(&[0], &waad, &delta, 3, 0.0, 0.0);
+    assert!(d.is_empty());
+}
+
+#[test]
+fn gammas_by_hand() {
+    let p = Params::rl();
+    let r = hand_rhythm(&p);
+    let inp = CreditInputs {
+        n: 6,
+        rhythm: Some(&r),
+        entropy: None,
+    };
+    let g = |s: Strategy| gamma(s, &inp, &p).unwrap();
+    // a = 0.5.
+    assert_eq!(g(Strategy::None), vec![1.0; 6]);
+    // Preplan offsets {0, 1, 4}.
+    assert_eq!(g(Strategy::Local), vec![1.5, 1.5, 1.0, 1.0, 1.5, 1.0]);
+    // Anchor offsets {2, 3, 4}.
+    assert_eq!(g(Strategy::Global), vec![1.0, 1.0, 1.5, 1.5, 1.5, 1.0]);
+    // Coupled, alpha = 0.5: D = {2, 4} get 1 + 0.5*0.5 = 1.25; anchor 3 outside D
+    // gets 1.5; intro 1 gets 1 + 0.5*0.5 = 1.25.
+    assert_eq!(g(Strategy::Coupled), vec![1.0, 1.25, 1.25, 1.5, 1.25, 1.0]);
+    // BottomQ(Delta, 0.4): 0.0 (o5), 0.5 (o2), 0.5 (o3).
+    assert_eq!(g(Strategy::LocalBottom), vec![1.0, 1.0, 1.5, 1.5, 1.0, 1.5]);
+    // BottomQ(FAI): 0.0 (o1), 0.05 (o5), 0.1 (o0).
+    assert_eq!(
+        g(Strategy::GlobalBottom),
+        vec![1.5, 1.5, 1.0, 1.0, 1.0, 1.5]
+    );
+    // Coupled-bottom: anchors {0, 1, 5}. o0 has empty N_k. o1: WAAD 5 > 1.25.
+    // o5: N = {2, 3, 4}, WAAD 0 <= 1.25, max Delta 1.0 (o4) >= 0.75 -> D = {5}, I = {4}.
+    assert_eq!(
+        g(Strategy::CoupledBottom),
+        vec![1.5, 1.5, 1.0, 1.0, 1.25, 1.25]
+    );
+    // Entropy: TopQ(H) with H = 0, 5, 1, 5, 2, 0 -> o1, o3 (tie 5), o4.
+    let h = [0.0, 5.0, 1.0, 5.0, 2.0, 0.0];
+    let inp_h = CreditInputs {
+        entropy: Some(&h),
+        ..inp
+    };
+    assert_eq!(
+        gamma(Strategy::Entropy, &inp_h, &p).unwrap(),
+        vec![1.0, 1.5, 1.0, 1.5, 1.5, 1.0]
+    );
+    // Strategies that need inputs say so.
+    let none = CreditInputs {
+        n: 6,
+        rhythm: None,
+        entropy: None,
+    };
+    assert!(gamma(Strategy::Local, &none, &p)
+        .unwrap_err()
+        .to_string()
+        .contains("needs attention"));
+    assert!(gamma(Strategy::Entropy, &none, &p)
+        .unwrap_err()
+        .to_string()
+        .contains("entropy"));
+}
+
+#[test]
+fn bad_maps_are_named() {
+    let mut m = MAP;
+    m[1] = 0.1; // row 0, column 1: above the diagonal
+    let e = HeadMap {
+        layer: 3,
+        head: 2,
+        seq_len: 4,
+        data: &m,
+    }
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("layer 3 head 2 row 0"), "{e}");
+    let mut m = MAP;
+    m[5] = 0.6; // row 1 sums to 1.1
+    let e = HeadMap {
+        layer: 0,
+        head: 0,
+        seq_len: 4,
+        data: &m,
+    }
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("row 1: sums to 1.1"), "{e}");
+    let mut m = MAP;
+    m[10] = f32::NAN;
+    let e = HeadMap {
+        layer: 0,
+        head: 0,
+        seq_len: 4,
+        data: &m,
+    }
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("finite"), "{e}");
+    let ok = HeadMap {
+        layer: 0,
+        head: 0,
+        seq_len: 4,
+        data: &MAP,
+    };
+    let e = Rhythm::from_maps(&[ok], 4, &Params::rl(), None).unwrap_err();
+    assert!(e.to_string().contains("response start 4"), "{e}");
+}
