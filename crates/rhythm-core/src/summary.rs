@@ -116,15 +116,18 @@ impl HeadSummary {
             return;
         }
         let row = &row[..=t];
+        // 1. Span numerator and this head's WAAD. Columns at distance >= W
+        //    (s < far) all weigh W in WAAD, so they need only their mass
+        //    and first moment.
         let w = self.cfg.window;
-        // 1. Span numerator and this head's WAAD: one pass over the row.
-        let mut span = 0.0f64;
-        let mut waad = 0.0f64;
-        for (s, &a) in row.iter().enumerate() {
+        let far = (t + 1).saturating_sub(w);
+        let (far_mass, far_moment) = mass_and_moment(&row[..far]);
+        let mut span = t as f64 * far_mass - far_moment;
+        let mut waad = w as f64 * far_mass;
+        for (s, &a) in row.iter().enumerate().skip(far) {
             let d = (t - s) as f64;
-            let a = a as f64;
-            span += a * d;
-            waad += a * d.min(w as f64);
+            span += a as f64 * d;
+            waad += a as f64 * d;
         }
         self.span_num += span;
         self.waad[t - p0] = waad;
@@ -133,16 +136,20 @@ impl HeadSummary {
         if t >= lo {
             let s_max = t - lo;
             let s_min = t.saturating_sub(hi).max(p0);
-            // An empty range (s_min > s_max) iterates nothing.
-            for s in s_min..=s_max {
-                self.fai_sum[s - p0] += row[s] as f64;
+            // An empty range (s_min > s_max) touches nothing.
+            if s_min <= s_max {
+                let dst = &mut self.fai_sum[s_min - p0..=s_max - p0];
+                for (acc, &a) in dst.iter_mut().zip(&row[s_min..=s_max]) {
+                    *acc += a as f64;
+                }
             }
         }
         // 3. Vertical-score column sums: s in R with t >= s + p.
         let p = self.cfg.proximity;
         if t >= p + p0 {
-            for s in p0..=t - p {
-                self.vert_sum[s - p0] += row[s] as f64;
+            let dst = &mut self.vert_sum[..=t - p - p0];
+            for (acc, &a) in dst.iter_mut().zip(&row[p0..=t - p]) {
+                *acc += a as f64;
             }
         }
         self.rows += 1;
@@ -207,6 +214,22 @@ impl HeadSummary {
     pub fn kurtosis(&self) -> f64 {
         kurtosis(&self.vertical_scores())
     }
+}
+
+/// `(sum_s a[s], sum_s a[s] * s)` in f64, with eight independent lanes so
+/// the reductions vectorise.
+fn mass_and_moment(row: &[f32]) -> (f64, f64) {
+    let mut mass = [0.0f64; 8];
+    let mut moment = [0.0f64; 8];
+    for (c, chunk) in row.chunks(8).enumerate() {
+        let base = (c * 8) as f64;
+        for (j, &a) in chunk.iter().enumerate() {
+            let a = a as f64;
+            mass[j] += a;
+            moment[j] += a * (base + j as f64);
+        }
+    }
+    (mass.iter().sum(), moment.iter().sum())
 }
 
 /// Population excess kurtosis (Fisher) `m4 / m2^2 - 3`; negative infinity when
