@@ -546,7 +546,7 @@ impl Model {
         let (cos, sin) = self.rope.tables(&positions, &self.device)?;
         let half = self.dims.head_dim / 2;
         let (cos, sin) = (cos.reshape((b, t, half))?, sin.reshape((b, t, half))?);
-        // 2. Additive mask: causal, plus padded keys.
+        // 2. Additive mask: causal, plus padded keys (finite, never -inf).
         let mask = match &mask_rows {
             None => ops::causal_mask(t, 0, &self.device)?.clamp(MASKED, 0f32)?,
             Some(m) => {
@@ -554,7 +554,10 @@ impl Model {
                 for (bi, row) in m.iter().enumerate() {
                     for i in 0..t {
                         for j in 0..t {
-                            if j > i || row[j] < 0.5 {
+                            // A padded query attends to itself only, so no
+                            // row is fully masked (its output is unused).
+                            let pad_key = row[j] < 0.5 && !(row[i] < 0.5 && j == i);
+                            if j > i || pad_key {
                                 v[(bi * t + i) * t + j] = MASKED;
                             }
                         }
