@@ -77,7 +77,8 @@ pub enum FinishReason {
     Eos,
     /// A stop token was produced (it is included in the output).
     Stop,
-    /// `max_new_tokens` (or `max_position_embeddings`) was reached.
+    /// `max_new_tokens` was reached, or prompt + output filled
+    /// `max_position_embeddings`.
     Length,
 }
 
@@ -130,7 +131,8 @@ impl Model {
             logprobs: Vec::new(),
             finish: FinishReason::Length,
         };
-        if params.max_new_tokens == 0 {
+        // The whole sequence must stay probeable: at most max_position_embeddings.
+        if params.max_new_tokens == 0 || prompt.len() >= max_pos {
             return Ok(out);
         }
         // 1. Prefill the prompt.
@@ -151,7 +153,9 @@ impl Model {
                 out.finish = FinishReason::Stop;
                 break;
             }
-            if out.tokens.len() >= params.max_new_tokens || cache.len() >= capacity {
+            if out.tokens.len() >= params.max_new_tokens
+                || prompt.len() + out.tokens.len() >= capacity
+            {
                 break;
             }
             // 4. Feed it back.
