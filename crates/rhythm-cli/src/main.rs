@@ -1,1 +1,37 @@
-fn main() {}
+//! `rhythm`: read an LLM's attention rhythm and turn it into RL credit.
+//!
+//! Every subcommand reports bad input as one line on stderr (`error: ...`)
+//! and exits with status 2.
+
+mod common;
+mod score;
+
+use clap::{Parser, Subcommand};
+
+/// rhythm: preplan-and-anchor attention analysis and rhythm credit for GRPO.
+#[derive(Parser)]
+#[command(name = "rhythm", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score attention maps from a safetensors file: WAAD, FAI, preplan and
+    /// anchor tokens, and the per-token credit gamma.
+    Score(score::ScoreArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Score(args) => score::run(args),
+    };
+    if let Err(e) = result {
+        // One line: the chain of causes joined by ': '.
+        let msg = format!("{e:#}").replace('\n', " ");
+        eprintln!("error: {msg}");
+        std::process::exit(2);
+    }
+}

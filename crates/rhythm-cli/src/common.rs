@@ -1,0 +1,289 @@
+//! Options and output shared by the subcommands that compute a rhythm
+//! (`score`, `probe --stream`, `analyze`): the SPEC parameters as flags, and
+//! the `--json` object.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use rhythm_core::{gamma, CreditInputs, Params, Rhythm, Strategy};
+use serde_json::{json, Value};
+
+/// Every SPEC parameter of the metrics and the credit strategies.
+/// Defaults are SPEC's RL defaults.
+#[derive(Args, Clone, Debug)]
+pub struct RhythmOpts {
+    /// Credit strategy: none, local, global, coupled, random, entropy,
+    /// local-bottom, global-bottom, coupled-bottom.
+    #[arg(long, default_value = "coupled")]
+    pub strategy: String,
+    /// WAAD window W.
+    #[arg(long, default_value_t = 10)]
+    pub window: usize,
+    /// FAI horizon LO:HI (HI may be `end`, meaning N-1).
+    #[arg(long, default_value = "10:50")]
+    pub horizon: String,
+    /// Fraction q of response tokens selected.
+    #[arg(long, default_value_t = 0.4)]
+    pub q: f64,
+    /// gamma_amp: selected tokens get up to gamma_amp times the advantage.
+    #[arg(long, default_value_t = 1.5)]
+    pub gamma_amp: f64,
+    /// alpha of the coupled strategy.
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f64,
+    /// Neighbourhood k of locally dominated anchors.
+    #[arg(long, default_value_t = 3)]
+    pub k: usize,
+    /// Head ratio rho of the local and global groups.
+    #[arg(long, default_value_t = 0.3)]
+    pub head_ratio: f64,
+    /// tau_waad (default: median of WAAD over the response).
+    #[arg(long)]
+    pub tau_waad: Option<f64>,
+    /// tau_delta (default: median of Delta over the response).
+    #[arg(long)]
+    pub tau_delta: Option<f64>,
+    /// Seed of the random strategy.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl RhythmOpts {
+    /// The strategy named by `--strategy`.
+    pub fn strategy(&self) -> Result<Strategy> {
+        Ok(self.strategy.parse::<Strategy>()?)
+    }
+
+    /// The [`Params`] these flags describe (validated).
+    pub fn params(&self) -> Result<Params> {
+        let horizon = parse_horizon(&self.horizon)?;
+        let p = Params {
+            window: self.window,
+            horizon,
+            q: self.q,
+            head_ratio: self.head_ratio,
+            k: self.k,
+            gamma_amp: self.gamma_amp,
+            alpha: self.alpha,
+            tau_waad: self.tau_waad,
+            tau_delta: self.tau_delta,
+            seed: self.seed,
+            ..Params::rl()
+        };
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+/// Parses `LO:HI` where HI may be `end`.
+pub fn parse_horizon(s: &str) -> Result<(usize, usize)> {
+    let (lo, hi) = s
+        .split_once(':')
+        .with_context(|| format!("--horizon '{s}': expected LO:HI, e.g. 10:50 or 1:end"))?;
+    let lo: usize = lo
+        .trim()
+        .parse()
+        .with_context(|| format!("--horizon '{s}': LO must be a non-negative integer"))?;
+    let hi: usize = match hi.trim() {
+        "end" => usize::MAX,
+        h => h.parse().with_context(|| {
+            format!("--horizon '{s}': HI must be a non-negative integer or 'end'")
+        })?,
+    };
+    if lo > hi {
+        bail!("--horizon '{s}': expected LO <= HI");
+    }
+    Ok((lo, hi))
+}
+
+/// Which layers to use, from `--layers` (`all`, `sampled`, or a comma list),
+/// given the layers that exist.
+pub fn select_layers(
+    spec: Option<&str>,
+    available: &[usize],
+    num_layers: usize,
+) -> Result<Vec<usize>> {
+    match spec.map(str::trim) {
+        None | Some("all") => Ok(available.to_vec()),
+        Some("sampled") => {
+            let want = rhythm_core::sample_layers(num_layers);
+            for l in &want {
+                if !available.contains(l) {
+                    bail!("--layers sampled needs layer {l}, which is not available (have {available:?})");
+                }
+            }
+            Ok(want)
+        }
+        Some(list) => {
+            let mut out = Vec::new();
+            for part in list.split(',') {
+                let l: usize = part.trim().parse().with_context(|| {
+                    format!("--layers '{list}': '{part}' is not a layer number (expected all, sampled or a comma-separated list)")
+                })?;
+                if !available.contains(&l) {
+                    bail!("--layers: unknown layer {l} (available: {available:?})");
+                }
+                if !out.contains(&l) {
+                    out.push(l);
+                }
+            }
+            out.sort_unstable();
+            Ok(out)
+        }
+    }
+}
+
+/// The `--json` object of `rhythm score`: see the README for its fields.
+pub fn rhythm_json(r: &Rhythm, gamma: &[f64]) -> Value {
+    let spans: Vec<Value> = r
+        .spans
+        .iter()
+        .map(|h| json!({"layer": h.layer, "head": h.head, "span": h.span}))
+        .collect();
+    let ids =
+        |v: &[(usize, usize)]| -> Vec<Value> { v.iter().map(|(l, h)| json!([l, h])).collect() };
+    json!({
+        "response_start": r.response_start,
+        "n": r.n,
+        "heads": {"span": spans, "local": ids(&r.groups.local), "global": ids(&r.groups.global)},
+        "positions": r.positions().collect::<Vec<_>>(),
+        "waad": r.waad,
+        "fai": r.fai,
+        "delta": r.sel.delta,
+        "gamma": gamma,
+        "preplan": r.sel.preplan,
+        "anchors": r.sel.anchors,
+        "dominated": r.sel.dominated,
+        "intro": r.sel.intro,
+    })
+}
+
+/// Computes gamma for the strategy, with entropy when it is available.
+pub fn gamma_for(
+    r: &Rhythm,
+    strategy: Strategy,
+    entropy: Option<&[f64]>,
+    params: &Params,
+) -> Result<Vec<f64>> {
+    if strategy.needs_entropy() && entropy.is_none() {
+        bail!("strategy 'entropy' needs per-token entropy: the input has neither an 'entropy' nor a 'logits' tensor");
+    }
+    let inputs = CreditInputs {
+        n: r.n,
+        rhythm: Some(r),
+        entropy,
+    };
+    Ok(gamma(strategy, &inputs, params)?)
+}
+
+/// A one-line sparkline of `x`, downsampled (by the mean of each bucket) to
+/// at most `width` characters.
+pub fn sparkline(x: &[f64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    if x.is_empty() {
+        return String::new();
+    }
+    let w = width.min(x.len()).max(1);
+    let buckets: Vec<f64> = (0..w)
+        .map(|i| {
+            let (a, b) = (
+                i * x.len() / w,
+                ((i + 1) * x.len() / w).max(i * x.len() / w + 1),
+            );
+            x[a..b].iter().sum::<f64>() / (b - a) as f64
+        })
+        .collect();
+    let lo = buckets.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = buckets.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    buckets
+        .iter()
+        .map(|&v| {
+            let f = if hi > lo { (v - lo) / (hi - lo) } else { 0.0 };
+            BARS[((f * 7.0).round() as usize).min(7)]
+        })
+        .collect()
+}
+
+/// A readable multi-line summary of a rhythm and its gamma.
+pub fn summary_text(r: &Rhythm, strategy: Strategy, gamma: &[f64]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let p = r.response_start;
+    let _ = writeln!(
+        s,
+        "response: positions {}..{} ({} tokens), {} candidate heads",
+        p,
+        p + r.n,
+        r.n,
+        r.spans.len()
+    );
+    let fmt_ids = |v: &[(usize, usize)]| {
+        v.iter()
+            .map(|(l, h)| format!("L{l}H{h}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let _ = writeln!(
+        s,
+        "local heads  ({}): {}",
+        r.groups.local.len(),
+        fmt_ids(&r.groups.local)
+    );
+    let _ = writeln!(
+        s,
+        "global heads ({}): {}",
+        r.groups.global.len(),
+        fmt_ids(&r.groups.global)
+    );
+    let _ = writeln!(s, "WAAD  {}", sparkline(&r.waad, 72));
+    let _ = writeln!(s, "FAI   {}", sparkline(&r.fai, 72));
+    let _ = writeln!(
+        s,
+        "tau_waad = {:.4}, tau_delta = {:.4}",
+        r.sel.tau_waad, r.sel.tau_delta
+    );
+    let list = |v: &[usize]| {
+        let mut t: String = v
+            .iter()
+            .take(20)
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if v.len() > 20 {
+            let _ = write!(t, " ... (+{})", v.len() - 20);
+        }
+        t
+    };
+    let _ = writeln!(
+        s,
+        "preplan   ({:>4}): {}",
+        r.sel.preplan.len(),
+        list(&r.sel.preplan)
+    );
+    let _ = writeln!(
+        s,
+        "anchors   ({:>4}): {}",
+        r.sel.anchors.len(),
+        list(&r.sel.anchors)
+    );
+    let _ = writeln!(
+        s,
+        "dominated ({:>4}): {}",
+        r.sel.dominated.len(),
+        list(&r.sel.dominated)
+    );
+    let _ = writeln!(
+        s,
+        "intro     ({:>4}): {}",
+        r.sel.intro.len(),
+        list(&r.sel.intro)
+    );
+    let boosted = gamma.iter().filter(|&&g| g > 1.0).count();
+    let mean = gamma.iter().sum::<f64>() / gamma.len().max(1) as f64;
+    let _ = write!(
+        s,
+        "gamma [{strategy}]: mean {mean:.4}, {boosted} of {} tokens above 1 ({:.1}%)",
+        gamma.len(),
+        100.0 * boosted as f64 / gamma.len().max(1) as f64
+    );
+    s
+}
