@@ -187,7 +187,7 @@ impl Config {
                 return Err(bad(field, "expected a positive integer, found 0".into()));
             }
         }
-        if self.num_attention_heads % self.num_kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_kv_heads()) {
             return Err(bad(
                 "num_key_value_heads",
                 format!(
@@ -197,13 +197,13 @@ impl Config {
                 ),
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(bad(
                 "head_dim",
                 format!("expected an even number, found {}", self.head_dim()),
             ));
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(bad(
                 "hidden_size",
                 format!(
@@ -212,7 +212,7 @@ impl Config {
                 ),
             ));
         }
-        if family == Family::Qwen2 && self.hidden_size % self.num_attention_heads != 0 {
+        if family == Family::Qwen2 && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(bad(
                 "hidden_size",
                 "expected a multiple of num_attention_heads for qwen2".into(),
@@ -228,10 +228,10 @@ impl Config {
                 "sliding-window attention is not implemented; expected false".into(),
             ));
         }
-        if !(self.rms_norm_eps > 0.0) {
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps <= 0.0 {
             return Err(bad("rms_norm_eps", "expected a positive number".into()));
         }
-        if !(self.rope_theta() > 0.0) {
+        if self.rope_theta().is_nan() || self.rope_theta() <= 0.0 {
             return Err(bad("rope_theta", "expected a positive number".into()));
         }
         self.rope_scaling_checked(path)?;

@@ -216,7 +216,7 @@ pub fn write_safetensors(
         offset += n;
     }
     let mut hbytes = serde_json::to_vec(&header).expect("json");
-    while hbytes.len() % 8 != 0 {
+    while !hbytes.len().is_multiple_of(8) {
         hbytes.push(b' ');
     }
     // 2. Header length, header, then each tensor's little-endian bytes.

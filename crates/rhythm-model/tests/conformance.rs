@@ -183,7 +183,10 @@ fn check_greedy(name: &str) {
         let want: Vec<u32> = serde_json::from_value(case["output_ids"].clone()).unwrap();
         let max_new = case["max_new_tokens"].as_u64().unwrap() as usize;
         let out = m
-            .generate(&[prompt.clone()], &SamplingParams::greedy(max_new))
+            .generate(
+                std::slice::from_ref(&prompt),
+                &SamplingParams::greedy(max_new),
+            )
             .unwrap();
         assert_eq!(out[0].tokens, want, "{name} greedy from {prompt:?}");
     }

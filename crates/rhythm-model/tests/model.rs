@@ -102,7 +102,7 @@ fn cached_generation_matches_full_recompute() {
         let (m, _) = random(family, 3);
         let prompt = common::ids(5, 40, 11);
         let out = m
-            .generate(&[prompt.clone()], &SamplingParams::greedy(10))
+            .generate(std::slice::from_ref(&prompt), &SamplingParams::greedy(10))
             .unwrap();
         let mut seq = prompt.clone();
         for _ in 0..10 {
