@@ -85,6 +85,15 @@ pub struct HeadSummary {
     fai_sum: Vec<f64>,
     vert_sum: Vec<f64>,
     rows: usize,
+    bins: Option<Bins>,
+}
+
+/// A downsampled copy of a head's response rows, for heatmaps.
+#[derive(Clone, Debug)]
+struct Bins {
+    rows: usize,
+    cols: usize,
+    sum: Vec<f64>,
 }
 
 impl HeadSummary {
@@ -100,7 +109,44 @@ impl HeadSummary {
             fai_sum: vec![0.0; n],
             vert_sum: vec![0.0; n],
             rows: 0,
+            bins: None,
         }
+    }
+
+    /// Also keeps a downsampled map for heatmaps: the response rows `P..N`
+    /// fall into `rows` equal bins, the columns `0..N` into `cols` equal
+    /// bins (both capped at their extent), and each cell sums the attention
+    /// of its rows and columns divided by the rows in its row bin (so a cell
+    /// is the mean row's mass in that column bin). Costs one more pass over
+    /// each row; call before feeding rows.
+    pub fn with_bins(mut self, rows: usize, cols: usize) -> Self {
+        let rows = rows.clamp(1, self.cfg.n().max(1));
+        let cols = cols.clamp(1, self.cfg.seq_len.max(1));
+        self.bins = Some(Bins {
+            rows,
+            cols,
+            sum: vec![0.0; rows * cols],
+        });
+        self
+    }
+
+    /// The downsampled map (`rows x cols`, row-major) if [`Self::with_bins`]
+    /// was called: cell `(i, j)` is the mean, over the response rows of bin
+    /// `i`, of the mass in column bin `j`. Row bin `i` holds response offsets
+    /// `i*n/rows .. (i+1)*n/rows`, column bin `j` positions `j*N/cols ..`.
+    pub fn binned(&self) -> Option<(usize, usize, Vec<f64>)> {
+        let b = self.bins.as_ref()?;
+        let n = self.cfg.n();
+        let mut out = b.sum.clone();
+        for i in 0..b.rows {
+            let count = (i + 1) * n / b.rows - i * n / b.rows;
+            if count > 0 {
+                out[i * b.cols..(i + 1) * b.cols]
+                    .iter_mut()
+                    .for_each(|x| *x /= count as f64);
+            }
+        }
+        Some((b.rows, b.cols, out))
     }
 
     /// Feeds attention row `t`: the probabilities for columns `0..=t` (entries
@@ -150,6 +196,26 @@ impl HeadSummary {
             let dst = &mut self.vert_sum[..=t - p - p0];
             for (acc, &a) in dst.iter_mut().zip(&row[p0..=t - p]) {
                 *acc += a as f64;
+            }
+        }
+        // 4. The downsampled map, when asked for.
+        if let Some(b) = self.bins.as_mut() {
+            let (n, big_n) = (self.cfg.n(), self.cfg.seq_len);
+            // Row bin of offset o: the i with i*n/rows <= o < (i+1)*n/rows.
+            let o = t - p0;
+            let mut i = (o * b.rows / n).min(b.rows - 1);
+            while i > 0 && i * n / b.rows > o {
+                i -= 1;
+            }
+            while i + 1 < b.rows && (i + 1) * n / b.rows <= o {
+                i += 1;
+            }
+            let dst = &mut b.sum[i * b.cols..(i + 1) * b.cols];
+            for j in 0..b.cols {
+                let (lo, hi) = (j * big_n / b.cols, ((j + 1) * big_n / b.cols).min(t + 1));
+                if lo < hi {
+                    dst[j] += row[lo..hi].iter().map(|&a| a as f64).sum::<f64>();
+                }
             }
         }
         self.rows += 1;

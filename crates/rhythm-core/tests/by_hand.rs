@@ -269,3 +269,24 @@ fn bad_maps_are_named() {
     let e = Rhythm::from_maps(&[ok], 4, &Params::rl(), None).unwrap_err();
     assert!(e.to_string().contains("response start 4"), "{e}");
 }
+
+#[test]
+fn binned_map_by_hand() {
+    // The 4x4 map, P = 1: rows 1..4 (n = 3) into 3 row bins, columns 0..4 into 2 bins
+    // (columns {0,1} and {2,3}).
+    // row 1: 0.5+0.5 = 1.0 | 0       row 2: 0.2+0.3 = 0.5 | 0.5     row 3: 0.3 | 0.7
+    let s = HeadSummary::new(0, 0, &cfg(10, (1, 9), 4)).with_bins(3, 2);
+    let mut s = s;
+    for t in 1..4 {
+        s.push_row(t, &MAP[t * 4..(t + 1) * 4]);
+    }
+    let (r, c, v) = s.binned().unwrap();
+    assert_eq!((r, c), (3, 2));
+    close(&v, &[1.0, 0.0, 0.5, 0.5, 0.3, 0.7]);
+    // One row bin: the mean of the three rows, (1.0+0.5+0.3)/3 = 0.6, (0+0.5+0.7)/3 = 0.4.
+    let mut s = HeadSummary::new(0, 0, &cfg(10, (1, 9), 4)).with_bins(1, 2);
+    for t in 1..4 {
+        s.push_row(t, &MAP[t * 4..(t + 1) * 4]);
+    }
+    close(&s.binned().unwrap().2, &[0.6, 0.4]);
+}
