@@ -1,0 +1,37 @@
+//! Tasks, verifiers and (to come) GRPO training with rhythm credit shaping.
+//!
+//! This crate holds everything between a policy model ([`rhythm_model`]) and
+//! the attention-based credit math ([`rhythm_core`]) that reinforcement
+//! learning needs: the problems to train on, the rules that score a
+//! response, and the loop that turns scores into updates, following Li et
+//! al. (2025), "Attention Illuminates LLM Reasoning".
+//!
+//! **Tasks** ([`tasks`]) are the problems. [`tasks::countdown`] generates
+//! TinyZero-style Countdown instances (3 or 4 numbers and a target that is
+//! always reachable) deterministically from a seed, splits them into
+//! disjoint train and test sets of the paper's sizes (20,000 and 512),
+//! renders them as prompts in a few styles, and solves them exhaustively.
+//! Math and multiple-choice problems come from users' own JSONL files
+//! ([`dataset`]), which are read strictly: a bad line is reported with its
+//! file and line number. [`tasks::Task`] puts the three kinds behind one
+//! prompt-and-reward interface.
+//!
+//! **Verifiers** ([`verify`]) are pure, panic-free functions from a response
+//! and a reference to a reward. They never hand model output to a
+//! general-purpose evaluator: Countdown answers are parsed by a small
+//! recursive-descent parser over exactly the allowed grammar and evaluated in
+//! exact, overflow-checked rational arithmetic ([`verify::Rational`]); math
+//! answers are compared numerically or as normalised LaTeX; multiple-choice
+//! answers by their letter. Each is linear in the response and guarded
+//! against hostile input (megabyte strings, deep nesting, huge numbers).
+//!
+//! **Training** (added separately) builds on these: the GRPO trainer samples
+//! groups of responses per prompt, scores them with the verifiers, forms
+//! group-relative advantages and reshapes them per token with the rhythm
+//! credit of [`rhythm_core`]; alongside it come checkpoints (saving and
+//! resuming policy, optimiser and sampler state) and evaluation on the held
+//! out splits.
+
+pub mod dataset;
+pub mod tasks;
+pub mod verify;
