@@ -211,10 +211,11 @@ impl HeadSummary {
                 i += 1;
             }
             let dst = &mut b.sum[i * b.cols..(i + 1) * b.cols];
-            for j in 0..b.cols {
-                let (lo, hi) = (j * big_n / b.cols, ((j + 1) * big_n / b.cols).min(t + 1));
+            let cols = b.cols;
+            for (j, cell) in dst.iter_mut().enumerate() {
+                let (lo, hi) = (j * big_n / cols, ((j + 1) * big_n / cols).min(t + 1));
                 if lo < hi {
-                    dst[j] += row[lo..hi].iter().map(|&a| a as f64).sum::<f64>();
+                    *cell += row[lo..hi].iter().map(|&a| a as f64).sum::<f64>();
                 }
             }
         }
