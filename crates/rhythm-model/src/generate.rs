@@ -102,10 +102,11 @@ impl Model {
         params: &SamplingParams,
     ) -> Result<Vec<Generation>> {
         params.validate()?;
+        let model = self.detached();
         prompts
             .iter()
             .enumerate()
-            .map(|(i, p)| self.generate_one(p, params, i as u64))
+            .map(|(i, p)| model.generate_one(p, params, i as u64))
             .collect()
     }
 
@@ -117,13 +118,15 @@ impl Model {
         stream: u64,
     ) -> Result<Generation> {
         params.validate()?;
+        let detached = self.detached();
+        let this: &Model = &detached;
         if prompt.is_empty() {
             return Err(ModelError::arg("prompt", "expected at least one token"));
         }
-        self.check_ids(prompt)?;
-        let max_pos = self.config().max_position_embeddings;
+        this.check_ids(prompt)?;
+        let max_pos = this.config().max_position_embeddings;
         let capacity = (prompt.len() + params.max_new_tokens).min(max_pos);
-        let mut cache = self.new_cache(capacity)?;
+        let mut cache = this.new_cache(capacity)?;
         let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
         rng.set_stream(stream);
         let mut out = Generation {
@@ -136,7 +139,7 @@ impl Model {
             return Ok(out);
         }
         // 1. Prefill the prompt.
-        let mut logits = self.forward_step(prompt, &mut cache)?.to_vec1::<f32>()?;
+        let mut logits = this.forward_step(prompt, &mut cache)?.to_vec1::<f32>()?;
         loop {
             // 2. Pick the next token.
             let tok = pick(&logits, params, &mut rng);
@@ -159,7 +162,7 @@ impl Model {
                 break;
             }
             // 4. Feed it back.
-            logits = self.forward_step(&[tok], &mut cache)?.to_vec1::<f32>()?;
+            logits = this.forward_step(&[tok], &mut cache)?.to_vec1::<f32>()?;
         }
         Ok(out)
     }

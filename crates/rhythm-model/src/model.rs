@@ -377,6 +377,58 @@ impl Model {
         })
     }
 
+    /// A copy whose weights are detached from autograd (sharing storage, so
+    /// later optimiser updates are still seen). Inference paths use it:
+    /// ops on variables record their inputs, which would otherwise keep
+    /// every intermediate tensor (attention maps included) alive until the
+    /// output is dropped.
+    pub fn detached(&self) -> std::borrow::Cow<'_, Model> {
+        if !self.weights.iter().any(|(_, t)| t.is_variable()) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let d = |t: &Tensor| t.detach();
+        let lin = |l: &Linear| Linear {
+            weight: d(&l.weight),
+            bias: l.bias.as_ref().map(d),
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| DecoderLayer {
+                input_layernorm: d(&l.input_layernorm),
+                self_attn: Attention {
+                    q_proj: lin(&l.self_attn.q_proj),
+                    k_proj: lin(&l.self_attn.k_proj),
+                    v_proj: lin(&l.self_attn.v_proj),
+                    o_proj: lin(&l.self_attn.o_proj),
+                    q_norm: l.self_attn.q_norm.as_ref().map(d),
+                    k_norm: l.self_attn.k_norm.as_ref().map(d),
+                },
+                post_attention_layernorm: d(&l.post_attention_layernorm),
+                mlp: Mlp {
+                    gate_proj: lin(&l.mlp.gate_proj),
+                    up_proj: lin(&l.mlp.up_proj),
+                    down_proj: lin(&l.mlp.down_proj),
+                },
+            })
+            .collect();
+        std::borrow::Cow::Owned(Model {
+            cfg: self.cfg.clone(),
+            embed_tokens: d(&self.embed_tokens),
+            layers,
+            norm: d(&self.norm),
+            lm_head: d(&self.lm_head),
+            rope: self.rope.clone(),
+            dims: self.dims,
+            weights: self
+                .weights
+                .iter()
+                .map(|(n, t)| (n.clone(), d(t)))
+                .collect(),
+            device: self.device.clone(),
+        })
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -720,6 +772,13 @@ impl Model {
     /// cached positions) through the model with fused kernels and returns
     /// the logits of the last position, `[vocab]`.
     pub fn forward_step(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        match self.detached() {
+            std::borrow::Cow::Borrowed(m) => m.forward_step_detached(ids, cache),
+            std::borrow::Cow::Owned(m) => m.forward_step_detached(ids, cache),
+        }
+    }
+
+    fn forward_step_detached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let t = ids.len();
         if t == 0 {
             return Err(ModelError::arg("ids", "expected at least one token"));

@@ -307,6 +307,40 @@ impl Model {
             ));
         }
         self.check_ids(ids)?;
+        match self.detached() {
+            std::borrow::Cow::Owned(m) => m.probe_detached(
+                ids,
+                response_start,
+                layers,
+                sinks,
+                first_row,
+                with_logits,
+                tuning,
+            ),
+            std::borrow::Cow::Borrowed(m) => m.probe_detached(
+                ids,
+                response_start,
+                layers,
+                sinks,
+                first_row,
+                with_logits,
+                tuning,
+            ),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn probe_detached<S: RowSink>(
+        &self,
+        ids: &[u32],
+        response_start: usize,
+        layers: &[usize],
+        sinks: &mut [Vec<S>],
+        first_row: usize,
+        with_logits: bool,
+        tuning: ProbeTuning,
+    ) -> Result<(TokenStats, Option<Tensor>)> {
+        let n = ids.len();
         let k = Kernels::Fused;
         let dev = self.device();
         let eps = self.cfg.rms_norm_eps;

@@ -1,0 +1,63 @@
+//! Rough timing of the inference paths on a random model with Qwen3-0.6B's
+//! shape (or a checkpoint directory):
+//!
+//! ```text
+//! cargo run --release -p rhythm-model --example speed -- N [MODE] [DIR]
+//! ```
+//! MODE: `forward` (all logits), `stream` (sampled layers), `stream-all`.
+
+use std::time::Instant;
+
+use candle_core::Device;
+use rhythm_core::SummaryConfig;
+use rhythm_model::{Config, Model, Pretrained};
+
+const QWEN3_0P6B: &str = r#"{"model_type":"qwen3","vocab_size":151936,"hidden_size":1024,
+"intermediate_size":3072,"num_hidden_layers":28,"num_attention_heads":16,"num_key_value_heads":8,
+"head_dim":128,"max_position_embeddings":40960,"rms_norm_eps":1e-6,"rope_theta":1000000.0,
+"tie_word_embeddings":true,"hidden_act":"silu"}"#;
+
+fn main() -> rhythm_model::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(512);
+    let mode = args.get(2).map(String::as_str).unwrap_or("stream");
+    let t0 = Instant::now();
+    let model = match args.get(3) {
+        Some(dir) => Pretrained::load(dir)?.model,
+        None => {
+            let cfg = Config::from_json_str(QWEN3_0P6B, std::path::Path::new("<qwen3-0.6b>"))?;
+            Model::random(&cfg, 0, 1.0, &Device::Cpu)?.0
+        }
+    };
+    eprintln!("load: {:.1}s", t0.elapsed().as_secs_f64());
+    let ids: Vec<u32> = (0..n).map(|i| ((i * 7919) % 150000) as u32 + 1).collect();
+    let t0 = Instant::now();
+    match mode {
+        "forward" => {
+            let out = model.probe_captured(&ids, n, &[], true)?;
+            eprintln!("logits {:?}", out.logits.map(|l| l.dims().to_vec()));
+        }
+        _ => {
+            let layers: Vec<usize> = if mode == "stream-all" {
+                (0..model.num_layers()).collect()
+            } else {
+                rhythm_core::sample_layers(model.num_layers())
+            };
+            let cfg = SummaryConfig {
+                response_start: n / 4,
+                seq_len: n,
+                window: 10,
+                horizon: (10, 50),
+                proximity: 4,
+            };
+            let out = model.probe_streamed(&ids, &cfg, &layers)?;
+            eprintln!(
+                "summaries {} stats {}",
+                out.summaries.len(),
+                out.stats.logprobs.len()
+            );
+        }
+    }
+    eprintln!("{mode} N={n}: {:.2}s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
