@@ -18,6 +18,10 @@ const QWEN3_0P6B: &str = r#"{"model_type":"qwen3","vocab_size":151936,"hidden_si
 "tie_word_embeddings":true,"hidden_act":"silu"}"#;
 
 fn main() -> rhythm_model::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(512);
     let mode = args.get(2).map(String::as_str).unwrap_or("stream");

@@ -9,6 +9,8 @@
 //! mode stores the rows it is asked for, by definition). Logits are likewise
 //! computed for blocks of rows and reduced at once to (log-prob, entropy).
 
+use std::time::{Duration, Instant};
+
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 use rhythm_core::{HeadSummary, SummaryConfig};
@@ -144,12 +146,22 @@ pub struct StreamedProbe {
     pub summaries: Vec<HeadSummary>,
 }
 
+/// Wall time spent in the probe's phases (reported at `debug` level).
+#[derive(Debug, Default)]
+struct Timing {
+    linear: Duration,
+    attention: Duration,
+    sinks: Duration,
+    logits: Duration,
+}
+
 /// Tuning knobs of the probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProbeTuning {
-    /// Query rows per attention block (0: automatic, about 64 MiB of scores).
+    /// Query rows per attention block (0: automatic, at most 256 rows and
+    /// about 64 MiB of scores).
     pub attn_block_rows: usize,
-    /// Rows per logits block (0: automatic, about 32 MiB of logits).
+    /// Rows per logits block (0: automatic, about 128 MiB of logits).
     pub logit_block_rows: usize,
 }
 
@@ -158,14 +170,14 @@ impl ProbeTuning {
         if self.attn_block_rows > 0 {
             return self.attn_block_rows;
         }
-        ((16usize << 20) / (heads * n).max(1)).clamp(32, 1024)
+        ((16usize << 20) / (heads * n).max(1)).clamp(32, 256)
     }
 
     fn logit_rows(&self, vocab: usize) -> usize {
         if self.logit_block_rows > 0 {
             return self.logit_block_rows;
         }
-        ((8usize << 20) / vocab.max(1)).clamp(4, 1024)
+        ((32usize << 20) / vocab.max(1)).clamp(4, 1024)
     }
 }
 
@@ -349,37 +361,53 @@ impl Model {
         let mut x = self.embed_tokens.index_select(&idt, 0)?.unsqueeze(0)?;
         let (cos, sin) = self.rope.range(0, n, dev)?;
         let rows = tuning.attn_rows(self.num_heads(), n);
+        let (kvh, hd) = (self.dims.kv_heads, self.dims.head_dim);
+        let groups = self.dims.heads / kvh;
         // 2. Layers, attention row-blocked.
+        let mut timing = Timing::default();
         for (l, layer) in self.layers.iter().enumerate() {
+            let t0 = Instant::now();
             let h = ops::rms_norm(&x, &layer.input_layernorm, eps, k)?;
             let (q, key, val) = self.qkv(&layer.self_attn, &h, &cos, &sin, k)?;
             drop(h);
+            timing.linear += t0.elapsed();
             let mut sink = layers.iter().position(|&c| c == l).map(|i| &mut sinks[i]);
             let mut outs = Vec::with_capacity(n.div_ceil(rows));
             for r0 in (0..n).step_by(rows) {
                 let nb = rows.min(n - r0);
                 let r1 = r0 + nb;
+                let t0 = Instant::now();
                 let qb = q.narrow(2, r0, nb)?.contiguous()?;
                 let kb = key.narrow(2, 0, r1)?;
                 let vb = val.narrow(2, 0, r1)?;
-                let mask = ops::causal_mask(nb, r0, dev)?;
-                let p = self.attn_probs(&qb, &kb, Some(&mask), k)?;
+                // Scores [kv_heads, groups * nb, r1] == [heads, nb, r1].
+                let scores = qb.reshape((1, kvh, groups * nb, hd))?.matmul(&kb.t()?)?;
+                let probs = with_f32_slice(&scores, |sc| {
+                    causal_softmax(sc, nb, r1, r0, self.dims.scale() as f32)
+                })?;
+                drop(scores);
+                timing.attention += t0.elapsed();
+                let t0 = Instant::now();
                 if let Some(sink) = sink.as_deref_mut() {
                     if r1 > first_row {
-                        let data = p.flatten_all()?.to_vec1::<f32>()?;
                         sink.par_iter_mut().enumerate().for_each(|(hd, s)| {
                             for i in 0..nb {
                                 let t = r0 + i;
                                 if t >= first_row {
                                     let off = (hd * nb + i) * r1;
-                                    s.push_row(t, &data[off..off + t + 1]);
+                                    s.push_row(t, &probs[off..off + t + 1]);
                                 }
                             }
                         });
                     }
                 }
-                outs.push(self.attn_apply(&p, &vb)?);
+                timing.sinks += t0.elapsed();
+                let t0 = Instant::now();
+                let p = Tensor::from_vec(probs, (1, kvh, groups * nb, r1), dev)?;
+                outs.push(p.matmul(&vb)?.reshape((1, self.dims.heads, nb, hd))?);
+                timing.attention += t0.elapsed();
             }
+            let t0 = Instant::now();
             let o = if outs.len() == 1 {
                 outs.pop().expect("one block")
             } else {
@@ -389,7 +417,9 @@ impl Model {
             x = (x + self.attn_out(&layer.self_attn, &o)?)?;
             let h = ops::rms_norm(&x, &layer.post_attention_layernorm, eps, k)?;
             x = (&x + layer.mlp.forward(&h)?)?;
+            timing.linear += t0.elapsed();
         }
+        let t0 = Instant::now();
         // 3. Final norm.
         let hn = ops::rms_norm(&x.squeeze(0)?, &self.norm, eps, k)?;
         drop(x);
@@ -428,6 +458,55 @@ impl Model {
                 }
             }
         }
+        timing.logits += t0.elapsed();
+        tracing::debug!(
+            linear_s = timing.linear.as_secs_f64(),
+            attention_s = timing.attention.as_secs_f64(),
+            sinks_s = timing.sinks.as_secs_f64(),
+            logits_s = timing.logits.as_secs_f64(),
+            "probe timing"
+        );
         Ok((stats, full_logits))
     }
+}
+
+/// Runs `f` on the contiguous `f32` data of `t` (borrowed on the CPU,
+/// copied from other devices).
+fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            let data = cpu.as_slice::<f32>()?;
+            return Ok(f(&data[a..b]));
+        }
+    }
+    let v = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok(f(&v))
+}
+
+/// Scaled causal softmax of a block of score rows `[heads, nb, r1]` whose
+/// row `i` is query position `r0 + i`: row `t` keeps columns `0..=t` and is
+/// zero beyond. One pass, parallel over rows.
+fn causal_softmax(scores: &[f32], nb: usize, r1: usize, r0: usize, scale: f32) -> Vec<f32> {
+    let mut out = vec![0f32; scores.len()];
+    out.par_chunks_mut(r1)
+        .zip(scores.par_chunks(r1))
+        .enumerate()
+        .for_each(|(ri, (o, s))| {
+            let t = r0 + ri % nb;
+            let s = &s[..=t];
+            let o = &mut o[..=t];
+            let m = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
+            let mut sum = 0f32;
+            for (o, &x) in o.iter_mut().zip(s) {
+                let e = (x * scale - m).exp();
+                *o = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|x| *x *= inv);
+        });
+    out
 }
