@@ -38,8 +38,8 @@ fn main() -> rhythm_model::Result<()> {
     let t0 = Instant::now();
     match mode {
         "forward" => {
-            let out = model.probe_captured(&ids, n, &[], true)?;
-            eprintln!("logits {:?}", out.logits.map(|l| l.dims().to_vec()));
+            let logits = model.forward_inference(&ids)?;
+            eprintln!("logits {:?}", logits.dims());
         }
         _ => {
             let layers: Vec<usize> = if mode == "stream-all" {

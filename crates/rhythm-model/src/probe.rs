@@ -161,7 +161,7 @@ pub struct ProbeTuning {
     /// Query rows per attention block (0: automatic, at most 256 rows and
     /// about 64 MiB of scores).
     pub attn_block_rows: usize,
-    /// Rows per logits block (0: automatic, about 128 MiB of logits).
+    /// Rows per logits block (0: automatic, at most 512 rows and about 256 MiB of logits).
     pub logit_block_rows: usize,
 }
 
@@ -177,11 +177,28 @@ impl ProbeTuning {
         if self.logit_block_rows > 0 {
             return self.logit_block_rows;
         }
-        ((32usize << 20) / vocab.max(1)).clamp(4, 1024)
+        ((64usize << 20) / vocab.max(1)).clamp(4, 512)
     }
 }
 
 impl Model {
+    /// Fast inference forward of one sequence: `[N, vocab]` logits, with
+    /// fused kernels and row-blocked attention (no autograd; see
+    /// [`Model::forward`] for the differentiable path).
+    pub fn forward_inference(&self, ids: &[u32]) -> Result<Tensor> {
+        let mut none: Vec<Vec<MapSink>> = Vec::new();
+        let (_, logits) = self.probe_with(
+            ids,
+            ids.len(),
+            &[],
+            &mut none,
+            ids.len(),
+            true,
+            ProbeTuning::default(),
+        )?;
+        logits.ok_or_else(|| ModelError::arg("ids", "expected at least one token"))
+    }
+
     /// Probe with captured maps: `[heads, N, N]` for each layer of
     /// `layers` (short inputs only: `O(layers x heads x N^2)` memory), the
     /// token statistics from `response_start` on, and optionally the full
@@ -444,14 +461,15 @@ impl Model {
                     Some(lg) => lg.narrow(0, a, b)?,
                     None => self.lm_logits(&hn.narrow(0, a, b)?)?,
                 };
-                let data = block.flatten_all()?.to_vec1::<f32>()?;
-                let pairs: Vec<(f64, f64)> = (0..b)
-                    .into_par_iter()
-                    .map(|i| {
-                        let row = &data[i * vocab..(i + 1) * vocab];
-                        rhythm_core::entropy_and_logprob(row, ids[a + i + 1] as usize)
-                    })
-                    .collect();
+                let pairs: Vec<(f64, f64)> = with_f32_slice(&block, |data| {
+                    (0..b)
+                        .into_par_iter()
+                        .map(|i| {
+                            let row = &data[i * vocab..(i + 1) * vocab];
+                            rhythm_core::entropy_and_logprob(row, ids[a + i + 1] as usize)
+                        })
+                        .collect()
+                })?;
                 for (h, lp) in pairs {
                     stats.entropies.push(h);
                     stats.logprobs.push(lp);
