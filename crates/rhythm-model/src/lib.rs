@@ -31,8 +31,13 @@
 //! of query rows, so no `N x N` matrix is ever held: each row of a probed
 //! layer is fed to a [`rhythm_core::HeadSummary`] (or, for short inputs,
 //! stored into a `[heads, N, N]` map), and logits are computed for blocks of
-//! rows and reduced at once to log-probabilities and entropies.
+//! rows and reduced at once to log-probabilities and entropies. The same
+//! engine, with no probed layer, is the fast inference forward
+//! ([`Model::forward_inference`]). Inference paths run on weights detached
+//! from autograd ([`Model::detached`]), so a trainable model does not record
+//! a graph (and keep every attention map alive) while it generates or probes.
 
+pub mod alloc;
 pub mod config;
 pub mod error;
 pub mod generate;
@@ -43,6 +48,7 @@ pub mod probe;
 pub mod rope;
 pub mod weights;
 
+pub use alloc::tune_allocator;
 pub use config::{Config, Family, GenerationDefaults, RopeScaling, TokenIds};
 pub use error::{ModelError, Result};
 pub use generate::{FinishReason, Generation, SamplingParams};

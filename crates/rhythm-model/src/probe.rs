@@ -336,6 +336,7 @@ impl Model {
             ));
         }
         self.check_ids(ids)?;
+        crate::alloc::tune_allocator();
         match self.detached() {
             std::borrow::Cow::Owned(m) => m.probe_detached(
                 ids,
