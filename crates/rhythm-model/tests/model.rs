@@ -357,3 +357,35 @@ fn varmap_backed_varbuilder_builds_a_trainable_model() {
         .unwrap();
     assert!(vm.all_vars().iter().all(|v| g.get(v.as_tensor()).is_some()));
 }
+
+#[test]
+fn layer_selection() {
+    use rhythm_model::LayerSelection;
+    let s = LayerSelection::parse("sampled").unwrap();
+    assert_eq!(s.resolve(36).unwrap(), vec![12, 15, 18, 21, 24]);
+    assert_eq!(
+        LayerSelection::parse("all").unwrap().resolve(3).unwrap(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        LayerSelection::parse("3, 1,3").unwrap().resolve(4).unwrap(),
+        vec![1, 3]
+    );
+    assert!(LayerSelection::parse("x").is_err());
+    assert!(LayerSelection::parse("1,9").unwrap().resolve(4).is_err());
+}
+
+#[test]
+fn inference_forward_matches_differentiable_forward() {
+    for family in FAMILIES {
+        let (m, _) = random(family, 21);
+        let ids = common::ids(33, 40, 8);
+        let fast = m.forward_inference(&ids).unwrap();
+        let t = Tensor::new(ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let slow = m.forward(&t).unwrap().squeeze(0).unwrap();
+        assert!(max_abs(&flat(&fast), &flat(&slow)) < 1e-4, "{family}");
+    }
+}
