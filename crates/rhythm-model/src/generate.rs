@@ -110,6 +110,134 @@ impl Model {
             .collect()
     }
 
+    /// Continues every prompt in one left-padded batch decoded in lockstep
+    /// (KV cache `[batch, ...]`, padded keys masked, position ids counting
+    /// real tokens only). Row `i` samples from stream `i` of the seed, as in
+    /// [`Model::generate`], whose results it equals up to float rounding
+    /// (batched matmuls may round differently, which can flip near-ties).
+    pub fn generate_batch(
+        &self,
+        prompts: &[Vec<u32>],
+        params: &SamplingParams,
+    ) -> Result<Vec<Generation>> {
+        params.validate()?;
+        let model = self.detached();
+        let this: &Model = &model;
+        let b = prompts.len();
+        if b == 0 {
+            return Ok(Vec::new());
+        }
+        for p in prompts {
+            if p.is_empty() {
+                return Err(ModelError::arg("prompt", "expected at least one token"));
+            }
+            this.check_ids(p)?;
+        }
+        let max_pos = this.config().max_position_embeddings;
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let mut out: Vec<Generation> = (0..b)
+            .map(|_| Generation {
+                tokens: Vec::new(),
+                logprobs: Vec::new(),
+                finish: FinishReason::Length,
+            })
+            .collect();
+        // A row is done when it stopped or prompt + output fills max_pos.
+        let mut done: Vec<bool> = prompts
+            .iter()
+            .map(|p| params.max_new_tokens == 0 || p.len() >= max_pos)
+            .collect();
+        if done.iter().all(|&d| d) {
+            return Ok(out);
+        }
+        let mut rngs: Vec<ChaCha8Rng> = (0..b)
+            .map(|i| {
+                let mut r = ChaCha8Rng::seed_from_u64(params.seed);
+                r.set_stream(i as u64);
+                r
+            })
+            .collect();
+        let mut cache = this.new_batch_cache(b, width + params.max_new_tokens)?;
+        // 1. Prefill the left-padded prompts.
+        let mut valid: Vec<Vec<bool>> = prompts
+            .iter()
+            .map(|p| {
+                let mut v = vec![false; width - p.len()];
+                v.resize(width, true);
+                v
+            })
+            .collect();
+        let ids: Vec<Vec<u32>> = prompts
+            .iter()
+            .map(|p| {
+                let mut v = vec![p[0]; width - p.len()];
+                v.extend_from_slice(p);
+                v
+            })
+            .collect();
+        let positions: Vec<Vec<u32>> = prompts
+            .iter()
+            .map(|p| {
+                let pad = width - p.len();
+                (0..width).map(|j| j.saturating_sub(pad) as u32).collect()
+            })
+            .collect();
+        let mut next_pos: Vec<u32> = prompts.iter().map(|p| p.len() as u32).collect();
+        let mut logits = this
+            .forward_step_batch(&ids, &positions, &valid, &mut cache)?
+            .to_vec2::<f32>()?;
+        loop {
+            // 2. Pick a token for every live row; stop rows that end.
+            let mut step = Vec::with_capacity(b);
+            for r in 0..b {
+                if done[r] {
+                    step.push(prompts[r][0]);
+                    continue;
+                }
+                let tok = pick(&logits[r], params, &mut rngs[r]);
+                let g = &mut out[r];
+                g.tokens.push(tok);
+                if params.logprobs {
+                    g.logprobs.push(log_prob(&logits[r], tok as usize) as f32);
+                }
+                if params.eos_token_ids.contains(&tok) {
+                    g.finish = FinishReason::Eos;
+                    done[r] = true;
+                } else if params.stop_token_ids.contains(&tok) {
+                    g.finish = FinishReason::Stop;
+                    done[r] = true;
+                } else if g.tokens.len() >= params.max_new_tokens
+                    || prompts[r].len() + g.tokens.len() >= max_pos
+                {
+                    done[r] = true;
+                }
+                step.push(tok);
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+            // 3. Feed the new column (finished rows feed a masked filler).
+            for r in 0..b {
+                valid[r].push(!done[r]);
+            }
+            let pos: Vec<Vec<u32>> = next_pos
+                .iter()
+                .zip(&done)
+                .map(|(&p, &d)| vec![if d { 0 } else { p }])
+                .collect();
+            for (p, &d) in next_pos.iter_mut().zip(&done) {
+                if !d {
+                    *p += 1;
+                }
+            }
+            let col: Vec<Vec<u32>> = step.into_iter().map(|t| vec![t]).collect();
+            logits = this
+                .forward_step_batch(&col, &pos, &valid, &mut cache)?
+                .to_vec2::<f32>()?;
+        }
+        Ok(out)
+    }
+
     /// Continues one prompt, sampling from stream `stream` of the seed.
     pub fn generate_one(
         &self,

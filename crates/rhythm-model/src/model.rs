@@ -186,7 +186,8 @@ pub(crate) struct DecoderLayer {
     pub(crate) mlp: Mlp,
 }
 
-/// Per-layer key/value buffers for incremental decoding of one sequence.
+/// Per-layer key/value buffers for incremental decoding (one sequence, or
+/// a batch decoded in lockstep).
 #[derive(Debug)]
 pub struct KvCache {
     layers: Vec<(Tensor, Tensor)>,
@@ -753,12 +754,24 @@ impl Model {
 
     /// A cache able to hold `capacity` positions of one sequence.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
+        self.new_batch_cache(1, capacity)
+    }
+
+    /// A cache for `batch` sequences decoded in lockstep (see
+    /// [`Model::forward_step_batch`]), `capacity` columns each.
+    pub fn new_batch_cache(&self, batch: usize, capacity: usize) -> Result<KvCache> {
         let Dims {
             kv_heads, head_dim, ..
         } = self.dims;
         let mut layers = Vec::with_capacity(self.layers.len());
         for _ in 0..self.layers.len() {
-            let z = || Tensor::zeros((1, kv_heads, capacity, head_dim), DType::F32, &self.device);
+            let z = || {
+                Tensor::zeros(
+                    (batch, kv_heads, capacity, head_dim),
+                    DType::F32,
+                    &self.device,
+                )
+            };
             layers.push((z()?, z()?));
         }
         Ok(KvCache {
@@ -766,6 +779,100 @@ impl Model {
             len: 0,
             capacity,
         })
+    }
+
+    /// Inference step for a batch decoded in lockstep: row `b` appends the
+    /// tokens `ids[b]` (all rows the same count `t`) at rotary positions
+    /// `positions[b]`; `key_valid[b][j]` says whether cache column `j` (for
+    /// `j < cache.len() + t`) holds a real token of row `b` (false for
+    /// padding). Padded keys are masked; a padded query attends to itself
+    /// only. Returns the last position's logits, `[batch, vocab]`.
+    pub fn forward_step_batch(
+        &self,
+        ids: &[Vec<u32>],
+        positions: &[Vec<u32>],
+        key_valid: &[Vec<bool>],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let m = self.detached();
+        let m: &Model = &m;
+        let b = ids.len();
+        let t = ids.first().map_or(0, Vec::len);
+        let total = cache.len + t;
+        if t == 0 || ids.iter().any(|r| r.len() != t) || positions.len() != b {
+            return Err(ModelError::arg(
+                "ids",
+                "expected the same positive number of tokens in every row",
+            ));
+        }
+        if key_valid.len() != b || key_valid.iter().any(|r| r.len() < total) {
+            return Err(ModelError::arg(
+                "key_valid",
+                format!("expected {b} rows of at least {total} flags"),
+            ));
+        }
+        if total > cache.capacity || cache.layers[0].0.dim(0)? != b {
+            return Err(ModelError::arg(
+                "cache",
+                format!("expected a cache for {b} rows and {total} columns"),
+            ));
+        }
+        for (row, pos) in ids.iter().zip(positions) {
+            m.check_ids(row)?;
+            if pos.len() != t {
+                return Err(ModelError::arg(
+                    "positions",
+                    "expected one position per token",
+                ));
+            }
+            if let Some(&p) = pos.iter().max() {
+                if p as usize >= m.cfg.max_position_embeddings {
+                    return Err(ModelError::SequenceTooLong {
+                        len: p as usize + 1,
+                        max: m.cfg.max_position_embeddings,
+                    });
+                }
+            }
+        }
+        let k = Kernels::Fused;
+        let offset = cache.len;
+        // 1. Embed; rotary tables per row.
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let idt = Tensor::from_vec(flat, b * t, &m.device)?;
+        let mut x = m
+            .embed_tokens
+            .index_select(&idt, 0)?
+            .reshape((b, t, m.cfg.hidden_size))?;
+        let pos: Vec<u32> = positions.iter().flatten().copied().collect();
+        let (cos, sin) = m.rope.tables(&pos, &m.device)?;
+        let half = m.dims.head_dim / 2;
+        let (cos, sin) = (cos.reshape((b, t, half))?, sin.reshape((b, t, half))?);
+        // 2. Additive mask [B, 1, t, total]: causal and padded keys.
+        let mut mask = vec![0f32; b * t * total];
+        for (r, valid) in key_valid.iter().enumerate() {
+            for i in 0..t {
+                let q = offset + i;
+                for (j, v) in mask[(r * t + i) * total..(r * t + i + 1) * total]
+                    .iter_mut()
+                    .enumerate()
+                {
+                    let pad_key = !valid[j] && !(j == q && !valid[q]);
+                    if j > q || pad_key {
+                        *v = MASKED;
+                    }
+                }
+            }
+        }
+        let mask = Tensor::from_vec(mask, (b, 1, t, total), &m.device)?;
+        // 3. Decoder layers, extending the cache.
+        for (l, layer) in m.layers.iter().enumerate() {
+            x = m.layer_forward(layer, &x, &cos, &sin, Some(&mask), k, Some((cache, l)))?;
+        }
+        cache.len = total;
+        // 4. Final norm and logits of the last position of every row.
+        let last = x.narrow(1, t - 1, 1)?.reshape((b, m.cfg.hidden_size))?;
+        let h = ops::rms_norm(&last, &m.norm, m.cfg.rms_norm_eps, k)?;
+        m.lm_logits(&h)
     }
 
     /// Inference step for one sequence: runs `ids` (appended after the

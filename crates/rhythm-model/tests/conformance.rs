@@ -211,6 +211,12 @@ fn check_greedy(name: &str) {
     for (o, w) in out.iter().zip(&want) {
         assert_eq!(&o.tokens, w, "{name} batch greedy");
     }
+    let out = m
+        .generate_batch(&prompts, &SamplingParams::greedy(12))
+        .unwrap();
+    for (o, w) in out.iter().zip(&want) {
+        assert_eq!(&o.tokens, w, "{name} left-padded batch greedy");
+    }
     let t_ids = Tensor::new(ids.clone(), &Device::Cpu).unwrap();
     let t_mask = Tensor::new(mask.clone(), &Device::Cpu).unwrap();
     let padded = m.forward_masked(&t_ids, Some(&t_mask)).unwrap();
