@@ -856,7 +856,7 @@ impl Model {
                     .iter_mut()
                     .enumerate()
                 {
-                    let pad_key = !valid[j] && !(j == q && !valid[q]);
+                    let pad_key = !valid[j] && j != q;
                     if j > q || pad_key {
                         *v = MASKED;
                     }
