@@ -4,6 +4,7 @@
 //! and exits with status 2.
 
 mod common;
+mod probe;
 mod score;
 
 use clap::{Parser, Subcommand};
@@ -21,12 +22,17 @@ enum Command {
     /// Score attention maps from a safetensors file: WAAD, FAI, preplan and
     /// anchor tokens, and the per-token credit gamma.
     Score(score::ScoreArgs),
+    /// Run a model over prompt + response: write its logits and attention
+    /// maps (the format `score` reads), or with `--stream --json` print the
+    /// rhythm computed from streamed summaries.
+    Probe(probe::ProbeArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Score(args) => score::run(args),
+        Command::Probe(args) => probe::run(args),
     };
     if let Err(e) = result {
         // One line: the chain of causes joined by ': '.
