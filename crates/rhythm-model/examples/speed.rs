@@ -4,7 +4,8 @@
 //! ```text
 //! cargo run --release -p rhythm-model --example speed -- N [MODE] [DIR]
 //! ```
-//! MODE: `forward` (all logits), `stream` (sampled layers), `stream-all`.
+//! MODE: `forward` (all logits), `stream` (sampled layers), `stream-all`,
+//! `generate` / `generate-batch` (4 x 32 tokens after an N-token prompt).
 
 use std::time::Instant;
 
@@ -37,6 +38,25 @@ fn main() -> rhythm_model::Result<()> {
     let ids: Vec<u32> = (0..n).map(|i| ((i * 7919) % 150000) as u32 + 1).collect();
     let t0 = Instant::now();
     match mode {
+        "generate" | "generate-batch" => {
+            let params = rhythm_model::SamplingParams {
+                max_new_tokens: 32,
+                temperature: 1.0,
+                seed: 1,
+                ..Default::default()
+            };
+            let prompts = vec![ids.clone(); 4];
+            let out = if mode == "generate" {
+                model.generate(&prompts, &params)?
+            } else {
+                model.generate_batch(&prompts, &params)?
+            };
+            let toks: usize = out.iter().map(|g| g.tokens.len()).sum();
+            eprintln!(
+                "{toks} tokens, {:.2} tokens/s",
+                toks as f64 / t0.elapsed().as_secs_f64()
+            );
+        }
         "forward" => {
             let logits = model.forward_inference(&ids)?;
             eprintln!("logits {:?}", logits.dims());
