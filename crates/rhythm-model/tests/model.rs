@@ -437,3 +437,27 @@ fn batched_generation_matches_per_sequence() {
         );
     }
 }
+
+#[test]
+fn config_spellings() {
+    use rhythm_model::{Config, RopeScaling};
+    // transformers 5 writes rope_parameters (and dtype) instead of
+    // rope_theta / rope_scaling / torch_dtype.
+    let json = r#"{"model_type":"llama","vocab_size":40,"hidden_size":16,"intermediate_size":24,
+        "num_hidden_layers":1,"num_attention_heads":2,"max_position_embeddings":64,
+        "rope_parameters":{"rope_type":"llama3","rope_theta":5000.0,"factor":4.0,
+        "low_freq_factor":1.0,"high_freq_factor":2.0,"original_max_position_embeddings":16},
+        "dtype":"bfloat16","eos_token_id":[1,2]}"#;
+    let c = Config::from_json_str(json, std::path::Path::new("config.json")).unwrap();
+    assert_eq!(c.rope_theta(), 5000.0);
+    assert!(matches!(c.rope_scaling(), RopeScaling::Llama3 { factor, .. } if factor == 4.0));
+    assert_eq!(c.eos_ids(), vec![1, 2]);
+    assert_eq!(c.num_kv_heads(), 2);
+    assert_eq!(c.head_dim(), 8);
+    // Fixture generation defaults.
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/tiny-qwen2");
+    let p = Pretrained::load(dir).unwrap();
+    assert_eq!(p.eos_token_ids(), vec![0]);
+    assert!(p.tokenizer.is_some());
+}
