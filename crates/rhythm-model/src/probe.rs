@@ -329,6 +329,15 @@ impl Model {
                 format!("expected <= {n} (the sequence length), found {response_start}"),
             ));
         }
+        if let Some(&bad) = layers.iter().find(|&&l| l >= self.num_layers()) {
+            return Err(ModelError::arg(
+                "layers",
+                format!(
+                    "layer {bad} does not exist (expected < {})",
+                    self.num_layers()
+                ),
+            ));
+        }
         if sinks.len() != layers.len() || sinks.iter().any(|s| s.len() != self.num_heads()) {
             return Err(ModelError::arg(
                 "sinks",
