@@ -554,13 +554,24 @@ impl Model {
                 "expected at least 2 tokens per row",
             ));
         }
-        let logits = self.forward_masked(input_ids, attention_mask)?;
-        let lp = ops::log_softmax_last_dim(&logits.narrow(1, 0, t - 1)?)?;
+        // Only the first T - 1 positions predict a token: skip the last row
+        // before the (large) vocabulary projection.
+        let h = self.hidden_states(input_ids, attention_mask)?;
+        let logits = self.lm_logits(&h.narrow(1, 0, t - 1)?)?;
         let targets = input_ids
             .narrow(1, 1, t - 1)?
             .to_dtype(DType::U32)?
             .reshape((b, t - 1, 1))?;
-        Ok(lp.gather(&targets, D::Minus1)?.squeeze(D::Minus1)?)
+        // ln p = x[target] - logsumexp(x): no [B, T, V] log-softmax output.
+        let picked = logits.gather(&targets, D::Minus1)?.squeeze(D::Minus1)?;
+        let m = logits.max_keepdim(D::Minus1)?.detach();
+        let lse = (logits
+            .broadcast_sub(&m)?
+            .exp()?
+            .sum_keepdim(D::Minus1)?
+            .log()?
+            + &m)?;
+        Ok((picked - lse.squeeze(D::Minus1)?)?)
     }
 
     /// Differentiable final hidden states `[B, T, hidden]` (after the final norm).

@@ -461,3 +461,55 @@ fn config_spellings() {
     assert_eq!(p.eos_token_ids(), vec![0]);
     assert!(p.tokenizer.is_some());
 }
+
+#[test]
+fn right_and_left_padding_match_unpadded_rows() {
+    for family in FAMILIES {
+        let (m, _) = random(family, 31);
+        let a = common::ids(7, 40, 4);
+        let b = common::ids(4, 40, 5);
+        let single = |ids: &[u32]| {
+            let t = Tensor::new(ids, &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            flat(&m.token_logprobs(&t, None).unwrap())
+        };
+        let (la, lb) = (single(&a), single(&b));
+        // Right padding: b occupies columns 0..4.
+        let ids = Tensor::new(
+            vec![a.clone(), [b.clone(), vec![0; 3]].concat()],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mask = Tensor::new(
+            vec![vec![1u8; 7], [vec![1u8; 4], vec![0; 3]].concat()],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let lp = m
+            .token_logprobs(&ids, Some(&mask))
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert!(max_abs(&lp[0], &la) < 1e-4, "{family}");
+        assert!(max_abs(&lp[1][..3], &lb) < 1e-4, "{family} right");
+        // Left padding: b occupies columns 3..7.
+        let ids = Tensor::new(
+            vec![a.clone(), [vec![0; 3], b.clone()].concat()],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mask = Tensor::new(
+            vec![vec![1u8; 7], [vec![0u8; 3], vec![1; 4]].concat()],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let lp = m
+            .token_logprobs(&ids, Some(&mask))
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert!(max_abs(&lp[1][3..], &lb) < 1e-4, "{family} left");
+    }
+}
