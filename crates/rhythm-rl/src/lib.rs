@@ -31,7 +31,20 @@
 //! credit of [`rhythm_core`]; alongside it come checkpoints (saving and
 //! resuming policy, optimiser and sampler state) and evaluation on the held
 //! out splits.
+//!
+//! **GRPO** lives in [`grpo`] (the clipped loss with shaped advantages, a
+//! checkpointable AdamW, clipping, the schedule), [`trainer`] (rollout,
+//! the one probe pass per response that yields `logp_old`, entropy and the
+//! streamed rhythm, `gamma`, the update), [`config`] (the run's
+//! [`config::TrainConfig`], TOML and flags), [`checkpoint`] (atomic
+//! Hugging Face checkpoints with optimizer state, exact resume) and
+//! [`eval`] (greedy pass@1 and sampled avg@k with every instance kept).
 
+pub mod checkpoint;
+pub mod config;
 pub mod dataset;
+pub mod eval;
+pub mod grpo;
 pub mod tasks;
+pub mod trainer;
 pub mod verify;

@@ -1,0 +1,450 @@
+//! [`TrainConfig`]: every knob of `rhythm train`, as one struct that is both
+//! a TOML file (serde, every field optional) and a set of command-line flags
+//! (clap), documented field by field with its default, in the manner of
+//! TRL's `GRPOConfig`.
+//!
+//! Precedence: a flag given on the command line beats the file, which beats
+//! the default ([`TrainConfig::merge_explicit`]).
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use rhythm_core::{Params, Strategy};
+use serde::{Deserialize, Serialize};
+
+use crate::tasks::PromptStyle;
+
+/// How the local/global head groups of SPEC section 3 are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupMode {
+    /// Per sequence, from its own head spans (SPEC's default).
+    Sequence,
+    /// Once, from the first rollout batch (the calibration batch), then frozen.
+    Static,
+    /// From the current rollout batch every `refresh_every` steps.
+    Refresh,
+}
+
+/// How the clipped surrogate is averaged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossAgg {
+    /// Per sequence, the mean over its tokens; then the mean over sequences
+    /// (SPEC eq. 12, the paper's setting).
+    SeqMeanTokenMean,
+    /// DAPO: the mean over all response tokens of the (mini-)batch.
+    TokenMean,
+}
+
+/// Learning-rate schedule after the linear warmup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// Constant at `lr`.
+    Constant,
+    /// Linear decay to 0 at `steps`.
+    Linear,
+    /// Cosine decay to 0 at `steps`.
+    Cosine,
+}
+
+/// Prompt style of Countdown instances (see [`PromptStyle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Style {
+    /// TinyZero's question.
+    Tinyzero,
+    /// TinyZero's full base-model template.
+    TinyzeroBase,
+    /// `nums: 19 36 55 7 target: 65\n`, for small models.
+    Compact,
+}
+
+impl From<Style> for PromptStyle {
+    fn from(s: Style) -> PromptStyle {
+        match s {
+            Style::Tinyzero => PromptStyle::TinyZero,
+            Style::TinyzeroBase => PromptStyle::TinyZeroBase,
+            Style::Compact => PromptStyle::Compact,
+        }
+    }
+}
+
+/// The task family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// Countdown (SPEC section 13): generated splits, or `dataset` JSONL of
+    /// `{"nums", "target"}`.
+    Countdown,
+    /// Math: `dataset` JSONL of `{"prompt", "answer"}`, scored by `\boxed{}`.
+    Math,
+    /// Multiple choice: `dataset` JSONL of `{"prompt", "answer"}` (a letter).
+    Choice,
+}
+
+/// Every setting of a GRPO run. TOML keys are the field names; flags are
+/// the same names in kebab case (`prompts_per_batch` = `--prompts-per-batch`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    // ---- model and data ----
+    /// Policy model: a Hugging Face directory (config.json, model.safetensors,
+    /// tokenizer.json). Default `models/countdown-tiny`.
+    #[arg(long, default_value = "models/countdown-tiny")]
+    pub model: PathBuf,
+    /// Task family: countdown, math or choice. Default `countdown`.
+    #[arg(long, value_enum, default_value_t = TaskKind::Countdown)]
+    pub task: TaskKind,
+    /// Training JSONL; required for math and choice. For countdown, default
+    /// none: the generated train split (`data_seed`, `train_size`).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Evaluation JSONL. Default none: the generated Countdown test split
+    /// (for math and choice, evaluation then is off).
+    #[arg(long)]
+    pub eval_dataset: Option<PathBuf>,
+    /// Seed of the generated Countdown splits. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
+    /// Size of the generated Countdown train split. Default 20000 (the paper).
+    #[arg(long, default_value_t = 20_000)]
+    pub train_size: usize,
+    /// Size of the generated Countdown test split. Default 512 (the paper).
+    #[arg(long, default_value_t = 512)]
+    pub test_size: usize,
+    /// Countdown prompt style: tinyzero, tinyzero-base, compact. Default `compact`.
+    #[arg(long, value_enum, default_value_t = Style::Compact)]
+    pub prompt_style: Style,
+    /// Countdown reward of a well-formed wrong answer. Default 0.
+    #[arg(long, default_value_t = 0.0)]
+    pub format_score: f32,
+
+    // ---- rhythm credit (SPEC 3-8) ----
+    /// Credit strategy: none, local, global, coupled, random, entropy,
+    /// local-bottom, global-bottom, coupled-bottom. Default `coupled`.
+    #[arg(long, default_value_t = Strategy::Coupled)]
+    pub strategy: Strategy,
+    /// Fraction q of response tokens boosted. Default 0.4.
+    #[arg(long, default_value_t = 0.4)]
+    pub q: f64,
+    /// gamma_amp: boosted tokens get up to this times the advantage. Default 1.5.
+    #[arg(long, default_value_t = 1.5)]
+    pub gamma_amp: f64,
+    /// alpha of the coupled strategy. Default 0.5.
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f64,
+    /// Neighbourhood k of locally dominated anchors. Default 3.
+    #[arg(long, default_value_t = 3)]
+    pub k: usize,
+    /// WAAD window W. Default 10.
+    #[arg(long, default_value_t = 10)]
+    pub window: usize,
+    /// FAI horizon `LO:HI` (`HI` may be `end`). Default `10:50`.
+    #[arg(long, default_value = "10:50")]
+    pub horizon: String,
+    /// Head ratio rho of the local and global groups. Default 0.3.
+    #[arg(long, default_value_t = 0.3)]
+    pub head_ratio: f64,
+    /// Probed layers: `sampled` (SPEC section 2), `all` or a list `3,5,7`.
+    /// Default `sampled`.
+    #[arg(long, default_value = "sampled")]
+    pub layers: String,
+    /// Head groups: sequence, static or refresh. Default `sequence`.
+    #[arg(long, value_enum, default_value_t = GroupMode::Sequence)]
+    pub group_mode: GroupMode,
+    /// With `group_mode = refresh`: recompute the groups every this many steps.
+    /// Default 10.
+    #[arg(long, default_value_t = 10)]
+    pub refresh_every: usize,
+
+    // ---- GRPO ----
+    /// Prompts per rollout batch. Default 8.
+    #[arg(long, default_value_t = 8)]
+    pub prompts_per_batch: usize,
+    /// Responses per prompt, G. Default 8.
+    #[arg(long, default_value_t = 8)]
+    pub group_size: usize,
+    /// Sequences per forward/backward pass (gradients are accumulated).
+    /// Default 8.
+    #[arg(long, default_value_t = 8)]
+    pub micro_batch: usize,
+    /// Optimizer steps per rollout batch: the batch is split into this many
+    /// mini-batches. Default 1.
+    #[arg(long, default_value_t = 1)]
+    pub grad_steps: usize,
+    /// Lower clip range eps_low. Default 0.2.
+    #[arg(long, default_value_t = 0.2)]
+    pub eps_low: f64,
+    /// Upper clip range eps_high. Default 0.2.
+    #[arg(long, default_value_t = 0.2)]
+    pub eps_high: f64,
+    /// Loss aggregation: seq-mean-token-mean (SPEC) or token-mean (DAPO).
+    /// Default `seq-mean-token-mean`.
+    #[arg(long, value_enum, default_value_t = LossAgg::SeqMeanTokenMean)]
+    pub loss_agg: LossAgg,
+    /// Weight beta of the k3 KL estimate to the frozen initial policy; 0
+    /// turns it off (and no reference model is loaded). Default 0.
+    #[arg(long, default_value_t = 0.0)]
+    pub kl_coef: f64,
+
+    // ---- optimizer ----
+    /// Peak learning rate (AdamW). Default 1e-5.
+    #[arg(long, default_value_t = 1e-5)]
+    pub lr: f64,
+    /// Linear warmup steps (rollout steps). Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// Schedule after warmup: constant, linear, cosine. Default `constant`.
+    #[arg(long, value_enum, default_value_t = Schedule::Constant)]
+    pub schedule: Schedule,
+    /// AdamW beta1. Default 0.9.
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    /// AdamW beta2. Default 0.999.
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    /// AdamW epsilon. Default 1e-8.
+    #[arg(long, default_value_t = 1e-8)]
+    pub adam_eps: f64,
+    /// AdamW decoupled weight decay. Default 0.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip gradients to this global L2 norm (0: off). Default 1.0.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+
+    // ---- sampling and schedule ----
+    /// Rollout steps. Default 100.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Maximum response tokens. Default 64.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Rollout temperature. Default 1.0 (the paper's).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Greedy evaluation every this many steps (0: off). Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub eval_interval: usize,
+    /// Test instances per evaluation. Default 64.
+    #[arg(long, default_value_t = 64)]
+    pub eval_size: usize,
+    /// Checkpoint every this many steps (and always at the last). Default 10.
+    #[arg(long, default_value_t = 10)]
+    pub save_interval: usize,
+    /// Seed of prompt order, sampling and the random strategy. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory (metrics.jsonl, checkpoints). Default `runs/train`.
+    #[arg(long, default_value = "runs/train")]
+    pub out: PathBuf,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: "models/countdown-tiny".into(),
+            task: TaskKind::Countdown,
+            dataset: None,
+            eval_dataset: None,
+            data_seed: 0,
+            train_size: 20_000,
+            test_size: 512,
+            prompt_style: Style::Compact,
+            format_score: 0.0,
+            strategy: Strategy::Coupled,
+            q: 0.4,
+            gamma_amp: 1.5,
+            alpha: 0.5,
+            k: 3,
+            window: 10,
+            horizon: "10:50".into(),
+            head_ratio: 0.3,
+            layers: "sampled".into(),
+            group_mode: GroupMode::Sequence,
+            refresh_every: 10,
+            prompts_per_batch: 8,
+            group_size: 8,
+            micro_batch: 8,
+            grad_steps: 1,
+            eps_low: 0.2,
+            eps_high: 0.2,
+            loss_agg: LossAgg::SeqMeanTokenMean,
+            kl_coef: 0.0,
+            lr: 1e-5,
+            warmup: 0,
+            schedule: Schedule::Constant,
+            beta1: 0.9,
+            beta2: 0.999,
+            adam_eps: 1e-8,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            steps: 100,
+            max_new_tokens: 64,
+            temperature: 1.0,
+            eval_interval: 0,
+            eval_size: 64,
+            save_interval: 10,
+            seed: 0,
+            out: "runs/train".into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed.
+    #[error("{path}: {msg}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A field is out of its domain.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl TrainConfig {
+    /// Reads a TOML file; missing keys take their defaults, unknown keys
+    /// are an error.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.into(),
+            msg: format!("cannot read: {e}"),
+        })?;
+        Self::from_toml_str(&text).map_err(|e| ConfigError::File {
+            path: path.into(),
+            msg: e.to_string(),
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string().replace('\n', " ")))
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+
+    /// `base` with the fields named in `explicit` (field names, e.g.
+    /// `"lr"`) taken from `self` (typically: `self` parsed from flags,
+    /// `base` read from the file, `explicit` the flags actually given).
+    pub fn merge_explicit(&self, base: &TrainConfig, explicit: &[String]) -> TrainConfig {
+        let me = serde_json::to_value(self).expect("config serializes");
+        let mut out = serde_json::to_value(base).expect("config serializes");
+        if let (Some(me), Some(out)) = (me.as_object(), out.as_object_mut()) {
+            for key in explicit {
+                if let Some(v) = me.get(key) {
+                    out.insert(key.clone(), v.clone());
+                }
+            }
+        }
+        serde_json::from_value(out).expect("merged config deserializes")
+    }
+
+    /// The FAI horizon as `(lo, hi)`; `end` is `usize::MAX`.
+    pub fn horizon(&self) -> Result<(usize, usize), ConfigError> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "horizon = '{}', expected LO:HI with HI a number or `end`",
+                self.horizon
+            ))
+        };
+        let (lo, hi) = self.horizon.split_once(':').ok_or_else(bad)?;
+        let lo = lo.trim().parse::<usize>().map_err(|_| bad())?;
+        let hi = match hi.trim() {
+            "end" => usize::MAX,
+            h => h.parse::<usize>().map_err(|_| bad())?,
+        };
+        Ok((lo, hi))
+    }
+
+    /// The rhythm [`Params`] (SPEC 3-8) of this run.
+    pub fn params(&self) -> Result<Params, ConfigError> {
+        let p = Params {
+            window: self.window,
+            horizon: self.horizon()?,
+            q: self.q,
+            head_ratio: self.head_ratio,
+            k: self.k,
+            gamma_amp: self.gamma_amp,
+            alpha: self.alpha,
+            seed: self.seed,
+            ..Params::rl()
+        };
+        p.validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(p)
+    }
+
+    /// Checks every field's domain; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.params()?;
+        let pos = |name: &str, v: usize| {
+            if v == 0 {
+                Err(ConfigError::Invalid(format!(
+                    "{name} = 0, expected at least 1"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        pos("prompts_per_batch", self.prompts_per_batch)?;
+        pos("group_size", self.group_size)?;
+        pos("micro_batch", self.micro_batch)?;
+        pos("grad_steps", self.grad_steps)?;
+        pos("max_new_tokens", self.max_new_tokens)?;
+        pos("refresh_every", self.refresh_every)?;
+        if self.grad_steps > self.prompts_per_batch * self.group_size {
+            return Err(ConfigError::Invalid(format!(
+                "grad_steps = {} exceeds the {} sequences of a rollout batch",
+                self.grad_steps,
+                self.prompts_per_batch * self.group_size
+            )));
+        }
+        let nonneg = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "{name} = {v}, expected a finite number >= 0"
+                )))
+            }
+        };
+        nonneg("lr", self.lr)?;
+        nonneg("eps_low", self.eps_low)?;
+        nonneg("eps_high", self.eps_high)?;
+        nonneg("kl_coef", self.kl_coef)?;
+        nonneg("weight_decay", self.weight_decay)?;
+        nonneg("max_grad_norm", self.max_grad_norm)?;
+        nonneg("temperature", self.temperature)?;
+        nonneg("adam_eps", self.adam_eps)?;
+        for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} = {b}, expected a number in [0, 1)"
+                )));
+            }
+        }
+        if self.eps_low >= 1.0 {
+            return Err(ConfigError::Invalid(format!(
+                "eps_low = {}, expected < 1",
+                self.eps_low
+            )));
+        }
+        if self.task != TaskKind::Countdown && self.dataset.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "task {:?} needs a dataset (JSONL of prompt/answer records)",
+                self.task
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,747 @@
+//! The GRPO training loop with rhythm credit (SPEC sections 8 and 9).
+//!
+//! One [`Trainer::step`]:
+//!
+//! 1. **Prompts.** `prompts_per_batch` tasks, in the order of a per-epoch
+//!    permutation of the training set seeded by `(seed, epoch)`.
+//! 2. **Rollout.** Each prompt `group_size` times, one left-padded batch
+//!    decoded in lockstep with KV caches ([`Model::generate_batch`]) at the
+//!    configured temperature; row `i` samples from stream `i` of a seed
+//!    derived from `(seed, step)`.
+//! 3. **Rewards** from the task's verifier, **group advantages**
+//!    ([`group_advantages`]).
+//! 4. **Probe.** One inference pass per response ([`Model::probe_with`])
+//!    gives `logp_old`, per-token entropy and, when the strategy reads
+//!    attention, the streamed [`HeadSummary`]s of the probed layers; from
+//!    them each response's [`Rhythm`] (head groups per sequence, or the
+//!    static / refreshed groups of a [`SpanPool`]) and its `gamma`
+//!    ([`gamma`]; the `random` strategy draws from a seed derived from
+//!    `(seed, step, index)`), and the shaped advantages
+//!    ([`shaped_advantages`]).
+//! 5. **Update.** The batch (in rollout order) is cut into `grad_steps`
+//!    mini-batches; each is one AdamW step on the loss of
+//!    [`crate::grpo::grpo_loss`], its gradient accumulated over micro-batches
+//!    of `micro_batch` sequences through the differentiable
+//!    [`Model::token_logprobs`], clipped to `max_grad_norm`. Sequences whose
+//!    advantage is 0 contribute exactly no gradient (without a KL term) and
+//!    are skipped in the backward pass, though they still count in the
+//!    averages.
+//!
+//! All randomness is derived from `(seed, step[, index])`, so a run resumed
+//! from a checkpoint repeats exactly what the uninterrupted run would have
+//! done.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rhythm_core::{
+    gamma, group_advantages, shaped_advantages, CreditInputs, HeadGroups, HeadSummary, Params,
+    Rhythm, SpanPool, Strategy,
+};
+use rhythm_model::{LayerSelection, LoadOptions, Model, Pretrained, ProbeTuning, SamplingParams};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, TrainerState};
+use crate::config::{GroupMode, TaskKind, TrainConfig};
+use crate::dataset;
+use crate::eval::{self, EvalConfig};
+use crate::grpo::{self, AdamW, LossConfig};
+use crate::tasks::{countdown, PromptStyle, Task};
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Model error.
+    #[error(transparent)]
+    Model(#[from] rhythm_model::ModelError),
+    /// Tensor error.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// Rhythm error.
+    #[error(transparent)]
+    Core(#[from] rhythm_core::CoreError),
+    /// Dataset error.
+    #[error(transparent)]
+    Dataset(#[from] dataset::DatasetError),
+    /// Checkpoint error.
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    /// Anything else.
+    #[error("{0}")]
+    Msg(String),
+}
+
+/// Result alias of this module.
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Rollout step (1-based: the number of steps done after this one).
+    pub step: usize,
+    /// Mean reward.
+    pub reward: f64,
+    /// Share of responses that are right (reward >= 1).
+    pub accuracy: f64,
+    /// Mean response length in tokens.
+    pub response_len: f64,
+    /// Mean per-token entropy (nats) of the responses.
+    pub entropy: f64,
+    /// Mean `gamma` over response tokens.
+    pub gamma_mean: f64,
+    /// Share of response tokens with `gamma > 1`.
+    pub gamma_boost_share: f64,
+    /// Mean loss over the optimizer steps.
+    pub loss: f64,
+    /// Share of trained tokens whose gradient the clip removed.
+    pub clip_frac: f64,
+    /// Global gradient norm before clipping (mean over optimizer steps).
+    pub grad_norm: f64,
+    /// k3 KL estimate to the reference (0 without one).
+    pub kl: f64,
+    /// Learning rate of this step.
+    pub lr: f64,
+    /// Seconds generating.
+    pub rollout_s: f64,
+    /// Seconds in the probe pass (logp_old, entropy, summaries) and the
+    /// rhythm/gamma computation.
+    pub probe_s: f64,
+    /// Of `probe_s`, seconds computing rhythms and gammas from summaries.
+    pub rhythm_s: f64,
+    /// Seconds in forward/backward and optimizer.
+    pub update_s: f64,
+    /// Response tokens generated.
+    pub gen_tokens: usize,
+    /// Tokens (prompt + response) through forward/backward.
+    pub update_tokens: usize,
+    /// Greedy pass@1 on the evaluation set, on evaluation steps.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub eval_accuracy: Option<f64>,
+}
+
+/// One sampled response with everything the update needs.
+#[derive(Clone, Debug)]
+struct Rollout {
+    prompt: Vec<u32>,
+    response: Vec<u32>,
+    reward: f64,
+    advantage: f64,
+    logp_old: Vec<f64>,
+    entropy: Vec<f64>,
+    gamma: Vec<f64>,
+}
+
+/// splitmix64 of `a` and `b`: a seed for `(a, b)`.
+pub fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(b)
+        .wrapping_add(0x632B_E59B_D9B4_E019);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Training and evaluation tasks named by a configuration.
+pub fn load_tasks(cfg: &TrainConfig) -> Result<(Vec<Task>, Vec<Task>)> {
+    let pa = |path: &Path, kind: TaskKind| -> Result<Vec<Task>> {
+        Ok(match kind {
+            TaskKind::Countdown => dataset::load_countdown(path)?
+                .into_iter()
+                .map(Task::Countdown)
+                .collect(),
+            TaskKind::Math => dataset::load_prompt_answer(path)?
+                .into_iter()
+                .map(|r| Task::Math {
+                    prompt: r.prompt,
+                    answer: r.answer,
+                })
+                .collect(),
+            TaskKind::Choice => dataset::load_prompt_answer(path)?
+                .into_iter()
+                .map(|r| Task::Choice {
+                    prompt: r.prompt,
+                    key: r.answer,
+                })
+                .collect(),
+        })
+    };
+    let generated = || countdown::splits(cfg.data_seed, cfg.train_size, cfg.test_size);
+    let (train, eval) = match (&cfg.dataset, &cfg.eval_dataset, cfg.task) {
+        (Some(d), Some(e), k) => (pa(d, k)?, pa(e, k)?),
+        (Some(d), None, TaskKind::Countdown) => {
+            (pa(d, TaskKind::Countdown)?, tasks_of(generated().test))
+        }
+        (Some(d), None, k) => (pa(d, k)?, Vec::new()),
+        (None, e, TaskKind::Countdown) => {
+            let s = generated();
+            let ev = match e {
+                Some(e) => pa(e, TaskKind::Countdown)?,
+                None => tasks_of(s.test),
+            };
+            (tasks_of(s.train), ev)
+        }
+        (None, _, k) => {
+            return Err(TrainError::Msg(format!(
+                "task {k:?} needs a dataset (JSONL of prompt/answer records)"
+            )))
+        }
+    };
+    if train.is_empty() {
+        return Err(TrainError::Msg("the training set is empty".into()));
+    }
+    Ok((train, eval))
+}
+
+fn tasks_of(v: Vec<countdown::CountdownInstance>) -> Vec<Task> {
+    v.into_iter().map(Task::Countdown).collect()
+}
+
+/// The GRPO trainer: policy, optimizer, data and run state.
+pub struct Trainer {
+    /// The run's configuration.
+    pub cfg: TrainConfig,
+    params: Params,
+    /// The policy (model, tokenizer).
+    pub policy: Pretrained,
+    reference: Option<Model>,
+    /// The optimizer (and the parameter list).
+    pub opt: AdamW,
+    train: Vec<Task>,
+    eval: Vec<Task>,
+    layers: Vec<usize>,
+    groups: Option<HeadGroups>,
+    /// Rollout steps completed.
+    pub step: usize,
+    source: PathBuf,
+    eos: Vec<u32>,
+    perm: Option<(usize, Vec<usize>)>,
+}
+
+fn load_policy(dir: &Path) -> Result<(Pretrained, Vec<(String, Var)>)> {
+    let policy = Pretrained::load_with(
+        dir,
+        &LoadOptions {
+            device: Device::Cpu,
+            trainable: true,
+        },
+    )?;
+    if policy.tokenizer.is_none() {
+        return Err(TrainError::Msg(format!(
+            "{}: no tokenizer.json (needed to render prompts and read responses)",
+            dir.display()
+        )));
+    }
+    let varmap = policy.varmap.as_ref().expect("trainable load has a varmap");
+    let mut vars: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((policy, vars))
+}
+
+impl Trainer {
+    /// A fresh run of `cfg` from `cfg.model`.
+    pub fn new(cfg: TrainConfig) -> Result<Self> {
+        cfg.validate()?;
+        let (policy, vars) = load_policy(&cfg.model)?;
+        let opt = AdamW::new(vars, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.weight_decay)?;
+        let source = cfg.model.clone();
+        Self::assemble(cfg, policy, opt, source, 0, None)
+    }
+
+    /// Continues the run in `out` from its newest checkpoint, with the
+    /// configuration saved there, except the fields of `overrides` named in
+    /// `explicit` (e.g. a larger `steps`).
+    pub fn resume(out: &Path, overrides: Option<(&TrainConfig, &[String])>) -> Result<Self> {
+        let dir = checkpoint::latest(out).ok_or_else(|| {
+            TrainError::Msg(format!("{}: no checkpoint to resume from", out.display()))
+        })?;
+        let state = checkpoint::load_state(&dir)?;
+        let mut cfg = state.config.clone();
+        if let Some((o, explicit)) = overrides {
+            cfg = o.merge_explicit(&cfg, explicit);
+        }
+        cfg.out = out.to_path_buf();
+        cfg.validate()?;
+        let (policy, vars) = load_policy(&dir)?;
+        let mut opt = AdamW::new(vars, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.weight_decay)?;
+        checkpoint::load_optimizer(&dir, &mut opt, &Device::Cpu)?;
+        // The reference (if any) is the run's starting model.
+        let source = state.config.model.clone();
+        let mut t = Self::assemble(cfg, policy, opt, source, state.step, state.groups)?;
+        t.source = dir;
+        // Drop metrics of steps after the checkpoint (they will be redone).
+        let mpath = out.join("metrics.jsonl");
+        if let Ok(text) = std::fs::read_to_string(&mpath) {
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                        .is_some_and(|s| s as usize <= state.step)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            checkpoint::write_atomic(&mpath, kept.as_bytes())?;
+        }
+        Ok(t)
+    }
+
+    fn assemble(
+        cfg: TrainConfig,
+        policy: Pretrained,
+        opt: AdamW,
+        source: PathBuf,
+        step: usize,
+        groups: Option<HeadGroups>,
+    ) -> Result<Self> {
+        let params = cfg.params()?;
+        let (train, eval) = load_tasks(&cfg)?;
+        let layers = LayerSelection::parse(&cfg.layers)?.resolve(policy.model.num_layers())?;
+        let reference = if cfg.kl_coef > 0.0 {
+            Some(Pretrained::load(&source)?.model)
+        } else {
+            None
+        };
+        let eos = policy.eos_token_ids();
+        Ok(Trainer {
+            cfg,
+            params,
+            policy,
+            reference,
+            opt,
+            train,
+            eval,
+            layers,
+            groups,
+            step,
+            source,
+            eos,
+            perm: None,
+        })
+    }
+
+    /// The evaluation tasks.
+    pub fn eval_tasks(&self) -> &[Task] {
+        &self.eval
+    }
+
+    fn style(&self) -> PromptStyle {
+        self.cfg.prompt_style.into()
+    }
+
+    /// Indices of the training tasks of rollout step `step`.
+    fn batch_indices(&mut self, step: usize) -> Vec<usize> {
+        let len = self.train.len();
+        let b = self.cfg.prompts_per_batch;
+        (0..b)
+            .map(|k| {
+                let j = step * b + k;
+                let epoch = j / len;
+                if self.perm.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                    let mut p: Vec<usize> = (0..len).collect();
+                    let mut rng = ChaCha8Rng::seed_from_u64(mix(self.cfg.seed, epoch as u64));
+                    rng.set_stream(1);
+                    p.shuffle(&mut rng);
+                    self.perm = Some((epoch, p));
+                }
+                self.perm.as_ref().expect("set above").1[j % len]
+            })
+            .collect()
+    }
+
+    fn decode_response(&self, tokens: &[u32]) -> Result<String> {
+        let end = if tokens.last().is_some_and(|t| self.eos.contains(t)) {
+            tokens.len() - 1
+        } else {
+            tokens.len()
+        };
+        Ok(self.policy.decode(&tokens[..end])?)
+    }
+
+    /// Runs steps until `cfg.steps`, checkpointing and writing
+    /// `metrics.jsonl`; `on_step` sees each step's metrics.
+    pub fn run(&mut self, mut on_step: impl FnMut(&StepMetrics)) -> Result<()> {
+        let out = self.cfg.out.clone();
+        std::fs::create_dir_all(&out).map_err(|e| TrainError::Msg(format!("{}: {e}", out.display())))?;
+        let cfg_text = self.cfg.to_toml();
+        checkpoint::write_atomic(&out.join("config.toml"), cfg_text.as_bytes())?;
+        while self.step < self.cfg.steps {
+            let mut m = self.step()?;
+            if self.cfg.eval_interval > 0
+                && (self.step % self.cfg.eval_interval == 0 || self.step == self.cfg.steps)
+                && !self.eval.is_empty()
+            {
+                m.eval_accuracy = Some(self.evaluate()?);
+            }
+            append_line(&out.join("metrics.jsonl"), &m)?;
+            on_step(&m);
+            if self.step % self.cfg.save_interval.max(1) == 0 || self.step == self.cfg.steps {
+                self.save()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves a checkpoint of the current state under `cfg.out`.
+    pub fn save(&self) -> Result<PathBuf> {
+        let state = TrainerState {
+            step: self.step,
+            adam_t: self.opt.t,
+            config: self.cfg.clone(),
+            groups: self.groups.clone(),
+            rng: "ChaCha8 seeded from (seed, step[, index]); nothing to restore beyond step"
+                .into(),
+        };
+        Ok(checkpoint::save(
+            &self.cfg.out,
+            &self.policy.model,
+            &self.source,
+            &self.opt,
+            &state,
+        )?)
+    }
+
+    /// Greedy pass@1 on the first `eval_size` evaluation tasks.
+    pub fn evaluate(&self) -> Result<f64> {
+        let n = self.cfg.eval_size.min(self.eval.len());
+        let ec = EvalConfig {
+            k: 0,
+            temperature: 1.0,
+            max_new_tokens: self.cfg.max_new_tokens,
+            seed: self.cfg.seed,
+            batch_size: 64,
+            format_score: self.cfg.format_score,
+            style: self.style(),
+        };
+        let r = eval::evaluate(&self.policy, &self.eval[..n], &ec)
+            .map_err(|e| TrainError::Msg(e.to_string()))?;
+        Ok(r.pass_at_1)
+    }
+
+    /// One rollout step (see the module docs). Returns its metrics.
+    pub fn step(&mut self) -> Result<StepMetrics> {
+        let step = self.step;
+        let cfg = self.cfg.clone();
+        let g = cfg.group_size;
+        let mut m = StepMetrics {
+            step: step + 1,
+            ..Default::default()
+        };
+        // 1. Prompts.
+        let idx = self.batch_indices(step);
+        let style = self.style();
+        let mut prompts = Vec::with_capacity(idx.len() * g);
+        for &i in &idx {
+            let ids = self.policy.encode(&self.train[i].prompt(style))?;
+            if ids.is_empty() {
+                return Err(TrainError::Msg(format!("training prompt {i} encodes to no tokens")));
+            }
+            for _ in 0..g {
+                prompts.push(ids.clone());
+            }
+        }
+        // 2. Rollout.
+        let t0 = Instant::now();
+        let sp = SamplingParams {
+            max_new_tokens: cfg.max_new_tokens,
+            temperature: cfg.temperature,
+            eos_token_ids: self.eos.clone(),
+            seed: mix(cfg.seed, step as u64 + 1),
+            ..Default::default()
+        };
+        let gens = self.policy.model.generate_batch(&prompts, &sp)?;
+        m.rollout_s = t0.elapsed().as_secs_f64();
+        // 3. Rewards and advantages.
+        let mut rolls = Vec::with_capacity(gens.len());
+        let mut correct = 0usize;
+        for (j, gen) in gens.into_iter().enumerate() {
+            let task = &self.train[idx[j / g]];
+            let text = self.decode_response(&gen.tokens)?;
+            let r = task.reward(&text, cfg.format_score) as f64;
+            if r >= 1.0 {
+                correct += 1;
+            }
+            rolls.push(Rollout {
+                prompt: prompts[j].clone(),
+                response: gen.tokens,
+                reward: r,
+                advantage: 0.0,
+                logp_old: Vec::new(),
+                entropy: Vec::new(),
+                gamma: Vec::new(),
+            });
+        }
+        for chunk in rolls.chunks_mut(g) {
+            let rewards: Vec<f64> = chunk.iter().map(|r| r.reward).collect();
+            for (r, a) in chunk.iter_mut().zip(group_advantages(&rewards)) {
+                r.advantage = a;
+            }
+        }
+        let total = rolls.len() as f64;
+        m.reward = rolls.iter().map(|r| r.reward).sum::<f64>() / total;
+        m.accuracy = correct as f64 / total;
+        m.gen_tokens = rolls.iter().map(|r| r.response.len()).sum();
+        m.response_len = m.gen_tokens as f64 / total;
+        // 4. Probe: logp_old, entropy, summaries -> gamma.
+        let t0 = Instant::now();
+        self.probe_and_credit(&mut rolls, &mut m)?;
+        m.probe_s = t0.elapsed().as_secs_f64();
+        // 5. Update.
+        let t0 = Instant::now();
+        self.update(&rolls, &mut m)?;
+        m.update_s = t0.elapsed().as_secs_f64();
+        self.step += 1;
+        Ok(m)
+    }
+
+    fn probe_and_credit(&mut self, rolls: &mut [Rollout], m: &mut StepMetrics) -> Result<()> {
+        let strategy = self.cfg.strategy;
+        let attn = strategy.needs_attention();
+        let layers: Vec<usize> = if attn { self.layers.clone() } else { Vec::new() };
+        let model = self.policy.model.detached().into_owned();
+        let mut summaries: Vec<Vec<HeadSummary>> = Vec::with_capacity(rolls.len());
+        for r in rolls.iter_mut() {
+            let n = r.response.len();
+            if n == 0 {
+                summaries.push(Vec::new());
+                continue;
+            }
+            let p = r.prompt.len();
+            let mut ids = r.prompt.clone();
+            ids.extend_from_slice(&r.response);
+            let scfg = self.params.summary_config(p, ids.len());
+            let mut sinks: Vec<Vec<HeadSummary>> = layers
+                .iter()
+                .map(|&l| {
+                    (0..model.num_heads())
+                        .map(|h| HeadSummary::new(l, h, &scfg))
+                        .collect()
+                })
+                .collect();
+            let (stats, _) =
+                model.probe_with(&ids, p, &layers, &mut sinks, p, false, ProbeTuning::default())?;
+            r.logp_old = stats.logprobs;
+            r.entropy = stats.entropies;
+            summaries.push(sinks.into_iter().flatten().collect());
+        }
+        let t0 = Instant::now();
+        // Static / refreshed head groups.
+        if attn {
+            let refresh = match self.cfg.group_mode {
+                GroupMode::Sequence => false,
+                GroupMode::Static => self.groups.is_none(),
+                GroupMode::Refresh => {
+                    self.groups.is_none() || self.step % self.cfg.refresh_every == 0
+                }
+            };
+            if refresh {
+                let mut pool = SpanPool::new();
+                for s in &summaries {
+                    pool.add(s);
+                }
+                self.groups = Some(pool.groups(self.params.head_ratio));
+            }
+        }
+        let groups = match self.cfg.group_mode {
+            GroupMode::Sequence => None,
+            _ => self.groups.clone(),
+        };
+        let (mut gsum, mut gboost, mut ntok, mut hsum) = (0.0, 0usize, 0usize, 0.0);
+        for (i, r) in rolls.iter_mut().enumerate() {
+            let n = r.response.len();
+            if n == 0 {
+                continue;
+            }
+            let rhythm = if attn {
+                Some(Rhythm::from_summaries(
+                    &summaries[i],
+                    &self.params,
+                    groups.as_ref(),
+                )?)
+            } else {
+                None
+            };
+            let params = Params {
+                seed: mix(mix(self.cfg.seed ^ 0x5EED, self.step as u64), i as u64),
+                ..self.params.clone()
+            };
+            r.gamma = gamma(
+                strategy,
+                &CreditInputs {
+                    n,
+                    rhythm: rhythm.as_ref(),
+                    entropy: Some(&r.entropy),
+                },
+                &params,
+            )?;
+            gsum += r.gamma.iter().sum::<f64>();
+            gboost += r.gamma.iter().filter(|&&x| x > 1.0).count();
+            hsum += r.entropy.iter().sum::<f64>();
+            ntok += n;
+        }
+        m.rhythm_s = t0.elapsed().as_secs_f64();
+        if ntok > 0 {
+            m.gamma_mean = gsum / ntok as f64;
+            m.gamma_boost_share = gboost as f64 / ntok as f64;
+            m.entropy = hsum / ntok as f64;
+        }
+        let _ = Strategy::None;
+        Ok(())
+    }
+
+    fn update(&mut self, rolls: &[Rollout], m: &mut StepMetrics) -> Result<()> {
+        let cfg = &self.cfg;
+        let lr = grpo::lr_at(cfg.lr, self.step, cfg.warmup, cfg.steps, cfg.schedule);
+        m.lr = lr;
+        let lcfg = LossConfig {
+            eps_low: cfg.eps_low,
+            eps_high: cfg.eps_high,
+            kl_coef: cfg.kl_coef,
+        };
+        let s = rolls.len();
+        let per = s.div_ceil(cfg.grad_steps);
+        let (mut loss_sum, mut norm_sum, mut opt_steps) = (0.0, 0.0, 0usize);
+        let (mut tok, mut clipped, mut kl) = (0usize, 0usize, 0.0);
+        for mini in rolls.chunks(per) {
+            let lens: Vec<usize> = mini.iter().map(|r| r.response.len()).collect();
+            let w = grpo::token_weights(&lens, cfg.loss_agg);
+            let active: Vec<(usize, &Rollout)> = mini
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    !r.response.is_empty() && (r.advantage != 0.0 || cfg.kl_coef > 0.0)
+                })
+                .collect();
+            if active.is_empty() {
+                continue;
+            }
+            let mut acc: Vec<Option<Tensor>> = vec![None; self.opt.vars.len()];
+            let mut mini_loss = 0.0;
+            for micro in active.chunks(cfg.micro_batch) {
+                let batch = build_batch(micro, &w, self.policy.model.device())?;
+                m.update_tokens += batch.tokens;
+                let logp = self
+                    .policy
+                    .model
+                    .token_logprobs(&batch.ids, Some(&batch.mask))?;
+                let lref = match &self.reference {
+                    Some(r) => Some(r.token_logprobs(&batch.ids, Some(&batch.mask))?.detach()),
+                    None => None,
+                };
+                let (loss, st) = grpo::grpo_loss(
+                    &logp,
+                    &batch.logp_old,
+                    &batch.adv,
+                    &batch.weight,
+                    lref.as_ref(),
+                    &lcfg,
+                )?;
+                mini_loss += loss.to_scalar::<f32>()? as f64;
+                tok += st.tokens;
+                clipped += st.clipped;
+                kl += st.kl;
+                let grads = loss.backward()?;
+                for (i, (_, var)) in self.opt.vars.iter().enumerate() {
+                    if let Some(gr) = grads.get(var.as_tensor()) {
+                        acc[i] = Some(match acc[i].take() {
+                            Some(a) => (a + gr)?,
+                            None => gr.clone(),
+                        });
+                    }
+                }
+            }
+            let norm = grpo::clip_grad_norm(&mut acc, cfg.max_grad_norm)?;
+            self.opt.step(&acc, lr)?;
+            loss_sum += mini_loss;
+            norm_sum += norm;
+            opt_steps += 1;
+        }
+        if opt_steps > 0 {
+            m.loss = loss_sum / opt_steps as f64;
+            m.grad_norm = norm_sum / opt_steps as f64;
+            m.kl = kl / opt_steps as f64;
+        }
+        if tok > 0 {
+            m.clip_frac = clipped as f64 / tok as f64;
+        }
+        Ok(())
+    }
+}
+
+/// A padded micro-batch.
+struct Batch {
+    ids: Tensor,
+    mask: Tensor,
+    logp_old: Tensor,
+    adv: Tensor,
+    weight: Tensor,
+    tokens: usize,
+}
+
+fn build_batch(micro: &[(usize, &Rollout)], w: &[f64], dev: &Device) -> Result<Batch> {
+    let t = micro
+        .iter()
+        .map(|(_, r)| r.prompt.len() + r.response.len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    let b = micro.len();
+    let mut ids = vec![0u32; b * t];
+    let mut mask = vec![0f32; b * t];
+    let mut lo = vec![0f32; b * (t - 1)];
+    let mut adv = vec![0f32; b * (t - 1)];
+    let mut wt = vec![0f32; b * (t - 1)];
+    let mut tokens = 0;
+    for (row, (j, r)) in micro.iter().enumerate() {
+        let p = r.prompt.len();
+        let n = r.response.len();
+        tokens += p + n;
+        for (k, &id) in r.prompt.iter().chain(&r.response).enumerate() {
+            ids[row * t + k] = id;
+            mask[row * t + k] = 1.0;
+        }
+        let shaped = shaped_advantages(r.advantage, &r.gamma);
+        for k in 0..n {
+            let c = row * (t - 1) + p + k - 1;
+            lo[c] = r.logp_old[k] as f32;
+            adv[c] = shaped[k] as f32;
+            wt[c] = w[*j] as f32;
+        }
+    }
+    Ok(Batch {
+        ids: Tensor::from_vec(ids, (b, t), dev)?,
+        mask: Tensor::from_vec(mask, (b, t), dev)?,
+        logp_old: Tensor::from_vec(lo, (b, t - 1), dev)?,
+        adv: Tensor::from_vec(adv, (b, t - 1), dev)?,
+        weight: Tensor::from_vec(wt, (b, t - 1), dev)?.to_dtype(DType::F32)?,
+        tokens,
+    })
+}
+
+fn append_line(path: &Path, m: &StepMetrics) -> Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_string(m).expect("metrics serialize");
+    line.push('\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| TrainError::Msg(format!("{}: {e}", path.display())))?;
+    f.write_all(line.as_bytes())
+        .and_then(|_| f.flush())
+        .map_err(|e| TrainError::Msg(format!("{}: {e}", path.display())))
+}
