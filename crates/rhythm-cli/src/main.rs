@@ -4,6 +4,7 @@
 //! and exits with status 2.
 
 mod common;
+mod pretrain;
 mod probe;
 mod score;
 
@@ -26,6 +27,9 @@ enum Command {
     /// maps (the format `score` reads), or with `--stream --json` print the
     /// rhythm computed from streamed summaries.
     Probe(probe::ProbeArgs),
+    /// Train the small Countdown reasoning model from scratch on synthetic
+    /// search traces and save it as a Hugging Face directory.
+    Pretrain(pretrain::PretrainArgs),
 }
 
 fn main() {
@@ -33,6 +37,7 @@ fn main() {
     let result = match &cli.command {
         Command::Score(args) => score::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Pretrain(args) => pretrain::run(args),
     };
     if let Err(e) = result {
         // One line: the chain of causes joined by ': '.

@@ -45,6 +45,7 @@ pub mod config;
 pub mod dataset;
 pub mod eval;
 pub mod grpo;
+pub mod pretrain;
 pub mod tasks;
 pub mod trainer;
 pub mod verify;

@@ -1,0 +1,247 @@
+//! Synthetic Countdown search traces for supervised pretraining.
+//!
+//! A trace is the response a small model is taught to write after a
+//! [`PromptStyle::Compact`](crate::tasks::countdown::PromptStyle::Compact)
+//! prompt: a `<think>` section with one line per attempted path, where a
+//! path combines two numbers of the pool at a time (`a+b=c`, larger minus
+//! smaller, exact division larger by smaller, every intermediate a positive
+//! integer) until one value is left. Failed paths end in ` no`; the last
+//! line reaches the target. Then the answer expression (minimal
+//! parentheses, no spaces) and the end-of-text token:
+//!
+//! ```text
+//! nums: 19 36 55 7 target: 65
+//! <think>
+//! 19+36=55 55-7=48 55+48=103 no
+//! 55-19=36 36*7=252 252/36=7 no
+//! 19-7=12 36+12=48 ...
+//! </think>
+//! <answer>55+19-7*...</answer><|endoftext|>
+//! ```
+//!
+//! Traces are a pure function of the instance, the number of dead ends and
+//! the random generator passed in, so a seeded generator makes them
+//! deterministic.
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::tasks::countdown::CountdownInstance;
+use crate::verify::countdown::Op;
+
+/// The end-of-text token that closes every trace (also padding).
+pub const EOS: &str = "<|endoftext|>";
+
+/// One combination step `a op b = value` of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Left operand (the larger one for `-` and `/`).
+    pub a: u64,
+    /// The operator.
+    pub op: Op,
+    /// Right operand.
+    pub b: u64,
+    /// The result.
+    pub value: u64,
+}
+
+impl Step {
+    /// `a op b = value` without spaces, e.g. `55-7=48`.
+    pub fn text(&self) -> String {
+        format!("{}{}{}={}", self.a, self.op.symbol(), self.b, self.value)
+    }
+}
+
+/// The integer steps allowed on two pool entries, in a fixed order:
+/// sum, difference (larger minus smaller, if positive), product, exact
+/// quotient (larger by smaller).
+fn moves(x: u64, y: u64) -> Vec<Step> {
+    let (hi, lo) = (x.max(y), x.min(y));
+    let mut out = vec![Step {
+        a: x,
+        op: Op::Add,
+        b: y,
+        value: x + y,
+    }];
+    if hi > lo {
+        out.push(Step {
+            a: hi,
+            op: Op::Sub,
+            b: lo,
+            value: hi - lo,
+        });
+    }
+    out.push(Step {
+        a: x,
+        op: Op::Mul,
+        b: y,
+        value: x * y,
+    });
+    if lo > 1 && hi % lo == 0 {
+        out.push(Step {
+            a: hi,
+            op: Op::Div,
+            b: lo,
+            value: hi / lo,
+        });
+    }
+    out
+}
+
+/// A pool entry: its value and the expression that made it (with the
+/// precedence of its top operator, 3 for a literal).
+#[derive(Clone, Debug)]
+struct Entry {
+    value: u64,
+    expr: String,
+    prec: u8,
+}
+
+/// `a op b` without spaces, parenthesised only where needed.
+fn join(op: Op, a: &Entry, b: &Entry) -> String {
+    let p = op.precedence();
+    let left = if a.prec < p {
+        format!("({})", a.expr)
+    } else {
+        a.expr.clone()
+    };
+    let right = if b.prec < p || (b.prec == p && matches!(op, Op::Sub | Op::Div)) {
+        format!("({})", b.expr)
+    } else {
+        b.expr.clone()
+    };
+    format!("{left}{}{right}", op.symbol())
+}
+
+/// Applies `step` to the entries at `i` and `j` of `pool` (the result
+/// takes the lower index's place).
+fn apply(pool: &[Entry], i: usize, j: usize, step: Step) -> Vec<Entry> {
+    let (ei, ej) = (&pool[i], &pool[j]);
+    let (ea, eb) = if step.a == ei.value && (step.b == ej.value) {
+        (ei, ej)
+    } else {
+        (ej, ei)
+    };
+    let entry = Entry {
+        value: step.value,
+        expr: join(step.op, ea, eb),
+        prec: step.op.precedence(),
+    };
+    let mut next = pool.to_vec();
+    next[i] = entry;
+    next.remove(j);
+    next
+}
+
+fn leaves(nums: &[u32]) -> Vec<Entry> {
+    nums.iter()
+        .map(|&n| Entry {
+            value: u64::from(n),
+            expr: n.to_string(),
+            prec: 3,
+        })
+        .collect()
+}
+
+/// All `(i, j, step)` moves on a pool, pairs `i < j`.
+fn all_moves(pool: &[Entry]) -> Vec<(usize, usize, Step)> {
+    let mut out = Vec::new();
+    for i in 0..pool.len() {
+        for j in i + 1..pool.len() {
+            for s in moves(pool[i].value, pool[j].value) {
+                out.push((i, j, s));
+            }
+        }
+    }
+    out
+}
+
+/// A random successful path: depth-first search over integer moves in an
+/// order shuffled by `rng`. Returns the steps and the answer expression.
+pub fn solve_path<R: Rng>(nums: &[u32], target: u32, rng: &mut R) -> Option<(Vec<Step>, String)> {
+    fn dfs<R: Rng>(
+        pool: Vec<Entry>,
+        target: u64,
+        rng: &mut R,
+        steps: &mut Vec<Step>,
+    ) -> Option<String> {
+        if pool.len() == 1 {
+            return (pool[0].value == target).then(|| pool[0].expr.clone());
+        }
+        let mut options = all_moves(&pool);
+        options.shuffle(rng);
+        for (i, j, s) in options {
+            steps.push(s);
+            if let Some(e) = dfs(apply(&pool, i, j, s), target, rng, steps) {
+                return Some(e);
+            }
+            steps.pop();
+        }
+        None
+    }
+    let mut steps = Vec::new();
+    let expr = dfs(leaves(nums), u64::from(target), rng, &mut steps)?;
+    Some((steps, expr))
+}
+
+/// A random path that does not reach `target`, or `None` if the random
+/// walk happened to reach it.
+fn random_path<R: Rng>(nums: &[u32], target: u32, rng: &mut R) -> Option<Vec<Step>> {
+    let mut pool = leaves(nums);
+    let mut steps = Vec::new();
+    while pool.len() > 1 {
+        let options = all_moves(&pool);
+        let (i, j, s) = options[rng.random_range(0..options.len())];
+        steps.push(s);
+        pool = apply(&pool, i, j, s);
+    }
+    (pool[0].value != u64::from(target)).then_some(steps)
+}
+
+fn line(steps: &[Step]) -> String {
+    steps.iter().map(Step::text).collect::<Vec<_>>().join(" ")
+}
+
+/// One supervised example: prompt and response text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trace {
+    /// The compact prompt, `nums: ... target: T\n`.
+    pub prompt: String,
+    /// `<think>\n` lines `</think>\n<answer>EXPR</answer><|endoftext|>`.
+    pub response: String,
+    /// The answer expression.
+    pub answer: String,
+    /// How many failed lines precede the successful one.
+    pub dead_ends: usize,
+}
+
+/// Builds the trace of `inst` with `dead_ends` failed lines (fewer if the
+/// instance has too few distinct failing paths), or `None` if no path of
+/// positive-integer steps reaches the target.
+pub fn trace<R: Rng>(inst: &CountdownInstance, dead_ends: usize, rng: &mut R) -> Option<Trace> {
+    let (good, answer) = solve_path(&inst.nums, inst.target, rng)?;
+    let mut lines: Vec<String> = Vec::new();
+    let mut tries = 0;
+    while lines.len() < dead_ends && tries < 50 {
+        tries += 1;
+        if let Some(p) = random_path(&inst.nums, inst.target, rng) {
+            let l = format!("{} no", line(&p));
+            if !lines.contains(&l) {
+                lines.push(l);
+            }
+        }
+    }
+    let n_dead = lines.len();
+    lines.push(line(&good));
+    let prompt = inst.prompt(crate::tasks::countdown::PromptStyle::Compact);
+    let response = format!(
+        "<think>\n{}\n</think>\n<answer>{answer}</answer>{EOS}",
+        lines.join("\n")
+    );
+    Some(Trace {
+        prompt,
+        response,
+        answer,
+        dead_ends: n_dead,
+    })
+}
