@@ -4,9 +4,11 @@
 //! and exits with status 2.
 
 mod common;
+mod eval;
 mod pretrain;
 mod probe;
 mod score;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +29,10 @@ enum Command {
     /// maps (the format `score` reads), or with `--stream --json` print the
     /// rhythm computed from streamed summaries.
     Probe(probe::ProbeArgs),
+    /// GRPO with rhythm credit: `--config FILE.toml` and/or flags; `--resume OUT`.
+    Train(Box<train::TrainArgs>),
+    /// Greedy pass@1 and sampled avg@k of a model on a task split.
+    Eval(eval::EvalArgs),
     /// Train the small Countdown reasoning model from scratch on synthetic
     /// search traces and save it as a Hugging Face directory.
     Pretrain(pretrain::PretrainArgs),
@@ -37,6 +43,8 @@ fn main() {
     let result = match &cli.command {
         Command::Score(args) => score::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Pretrain(args) => pretrain::run(args),
     };
     if let Err(e) = result {

@@ -40,7 +40,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rhythm_core::{
     gamma, group_advantages, shaped_advantages, CreditInputs, HeadGroups, HeadSummary, Params,
-    Rhythm, SpanPool, Strategy,
+    Rhythm, SpanPool,
 };
 use rhythm_model::{LayerSelection, LoadOptions, Model, Pretrained, ProbeTuning, SamplingParams};
 use serde::{Deserialize, Serialize};
@@ -204,8 +204,12 @@ fn tasks_of(v: Vec<countdown::CountdownInstance>) -> Vec<Task> {
     v.into_iter().map(Task::Countdown).collect()
 }
 
+/// A reward function replacing the task's verifier (tests, custom rewards).
+pub type RewardFn = Box<dyn Fn(&Task, &str) -> f64 + Send + Sync>;
+
 /// The GRPO trainer: policy, optimizer, data and run state.
 pub struct Trainer {
+    reward_fn: Option<RewardFn>,
     /// The run's configuration.
     pub cfg: TrainConfig,
     params: Params,
@@ -318,6 +322,7 @@ impl Trainer {
         };
         let eos = policy.eos_token_ids();
         Ok(Trainer {
+            reward_fn: None,
             cfg,
             params,
             policy,
@@ -332,6 +337,12 @@ impl Trainer {
             eos,
             perm: None,
         })
+    }
+
+    /// Replaces the verifier's reward by `f` (a response counts as right
+    /// when `f` gives at least 1).
+    pub fn set_reward_fn(&mut self, f: RewardFn) {
+        self.reward_fn = Some(f);
     }
 
     /// The evaluation tasks.
@@ -471,7 +482,10 @@ impl Trainer {
         for (j, gen) in gens.into_iter().enumerate() {
             let task = &self.train[idx[j / g]];
             let text = self.decode_response(&gen.tokens)?;
-            let r = task.reward(&text, cfg.format_score) as f64;
+            let r = match &self.reward_fn {
+                Some(f) => f(task, &text),
+                None => task.reward(&text, cfg.format_score) as f64,
+            };
             if r >= 1.0 {
                 correct += 1;
             }
@@ -599,7 +613,6 @@ impl Trainer {
             m.gamma_boost_share = gboost as f64 / ntok as f64;
             m.entropy = hsum / ntok as f64;
         }
-        let _ = Strategy::None;
         Ok(())
     }
 

@@ -1,0 +1,138 @@
+//! `rhythm eval`: greedy pass@1 and sampled avg@k of a model on a task
+//! split, as a table or (`--json`) as JSON listing every instance.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use rhythm_model::Pretrained;
+use rhythm_rl::config::{Style, TaskKind, TrainConfig};
+use rhythm_rl::eval::{evaluate, EvalConfig};
+use rhythm_rl::trainer::load_tasks;
+
+/// Arguments of `rhythm eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A Hugging Face model directory (with tokenizer.json).
+    #[arg(long, default_value = "models/countdown-tiny")]
+    pub model: PathBuf,
+    /// Task family: countdown, math or choice.
+    #[arg(long, value_enum, default_value_t = TaskKind::Countdown)]
+    pub task: TaskKind,
+    /// Split of the generated Countdown data: train or test.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// A JSONL file to evaluate instead of a generated split.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Seed of the generated Countdown splits.
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
+    /// Size of the generated Countdown train split.
+    #[arg(long, default_value_t = 20_000)]
+    pub train_size: usize,
+    /// Size of the generated Countdown test split.
+    #[arg(long, default_value_t = 512)]
+    pub test_size: usize,
+    /// Countdown prompt style.
+    #[arg(long, value_enum, default_value_t = Style::Compact)]
+    pub prompt_style: Style,
+    /// Evaluate only the first N instances.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Samples per instance for avg@k (0: greedy only).
+    #[arg(long, default_value_t = 0)]
+    pub k: usize,
+    /// Sampling temperature of avg@k.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Maximum response tokens.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Seed of the samples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Countdown reward of a well-formed wrong answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub format_score: f32,
+    /// Print JSON (summary and every instance) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `rhythm eval`.
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let cfg = TrainConfig {
+        task: args.task,
+        dataset: args.dataset.clone(),
+        data_seed: args.data_seed,
+        train_size: if args.split == "train" {
+            args.train_size
+        } else {
+            0
+        },
+        test_size: args.test_size,
+        ..TrainConfig::default()
+    };
+    let mut tasks = match (args.dataset.is_some(), args.split.as_str()) {
+        (true, _) => {
+            load_tasks(&TrainConfig {
+                eval_dataset: args.dataset.clone(),
+                ..cfg
+            })?
+            .0
+        }
+        (false, "test") | (false, "train") if args.task != TaskKind::Countdown => {
+            bail!("--task {:?} needs --dataset FILE.jsonl", args.task)
+        }
+        (false, "test") => rhythm_rl::tasks::countdown::splits(args.data_seed, 0, args.test_size)
+            .test
+            .into_iter()
+            .map(rhythm_rl::tasks::Task::Countdown)
+            .collect(),
+        (false, "train") => rhythm_rl::tasks::countdown::splits(args.data_seed, args.train_size, 0)
+            .train
+            .into_iter()
+            .map(rhythm_rl::tasks::Task::Countdown)
+            .collect(),
+        (false, s) => bail!("--split '{s}': expected train or test"),
+    };
+    if let Some(n) = args.limit {
+        tasks.truncate(n);
+    }
+    let model = Pretrained::load(&args.model)?;
+    let ec = EvalConfig {
+        k: args.k,
+        temperature: args.temperature,
+        max_new_tokens: args.max_new_tokens,
+        seed: args.seed,
+        batch_size: args.batch_size,
+        format_score: args.format_score,
+        style: args.prompt_style.into(),
+    };
+    let report = evaluate(&model, &tasks, &ec)?;
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["model"] = serde_json::json!(args.model.display().to_string());
+        v["split"] = serde_json::json!(if args.dataset.is_some() {
+            "dataset"
+        } else {
+            args.split.as_str()
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("model      {}", args.model.display());
+        println!("instances  {}", report.n);
+        println!("pass@1     {:.4}  (greedy)", report.pass_at_1);
+        if let Some(a) = report.avg_at_k {
+            println!(
+                "avg@{:<6} {:.4}  (temperature {})",
+                report.k, a, report.temperature
+            );
+        }
+    }
+    Ok(())
+}
