@@ -25,6 +25,10 @@ pub struct PretrainArgs {
     /// Storage dtype of the saved weights: f32 or bf16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// Stop after this step (checkpointed, model not saved); continue
+    /// later with `--resume`.
+    #[arg(long)]
+    pub stop_at: Option<usize>,
     /// Skip the final greedy evaluation on the whole test split.
     #[arg(long)]
     pub no_eval: bool,
@@ -133,6 +137,7 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
         dtype,
         resume: args.resume,
         final_eval: !args.no_eval,
+        stop_at: args.stop_at,
     };
     let bar = ProgressBar::new(cfg.steps as u64);
     bar.set_style(

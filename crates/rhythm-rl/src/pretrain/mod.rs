@@ -571,6 +571,9 @@ pub struct Paths {
     pub resume: bool,
     /// Run the final evaluation on the whole test split.
     pub final_eval: bool,
+    /// Stop after this step (checkpointing it) without saving the model,
+    /// to split a run across sessions; `--resume` continues it exactly.
+    pub stop_at: Option<usize>,
 }
 
 /// Trains a model as `cfg` says and saves it to `paths.out`.
@@ -642,6 +645,17 @@ pub fn train(
         if cfg.checkpoint_every > 0 && (done % cfg.checkpoint_every == 0 || done == cfg.steps) {
             save_checkpoint(&paths.checkpoint, cfg, done, &vars, &opt)?;
             on_event(&Event::Checkpoint { step: done });
+        }
+        if paths.stop_at == Some(done) && done < cfg.steps {
+            save_checkpoint(&paths.checkpoint, cfg, done, &vars, &opt)?;
+            on_event(&Event::Checkpoint { step: done });
+            return Ok(Summary {
+                steps: done,
+                final_loss,
+                params,
+                seconds: started.elapsed().as_secs_f64(),
+                eval: None,
+            });
         }
     }
 
