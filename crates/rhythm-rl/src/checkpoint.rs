@@ -152,10 +152,11 @@ pub fn latest(out: &Path) -> Option<PathBuf> {
     let mut best: Option<PathBuf> = None;
     for e in std::fs::read_dir(out).ok()?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("checkpoint-") && e.path().join(STATE_FILE).is_file() {
-            if best.as_ref().is_none_or(|b| e.path() > *b) {
-                best = Some(e.path());
-            }
+        if name.starts_with("checkpoint-")
+            && e.path().join(STATE_FILE).is_file()
+            && best.as_ref().is_none_or(|b| e.path() > *b)
+        {
+            best = Some(e.path());
         }
     }
     best
@@ -178,10 +179,12 @@ pub fn load_optimizer(dir: &Path, opt: &mut AdamW, device: &Device) -> Result<()
     let map = candle_core::safetensors::load(&p, device)?;
     for (i, (n, var)) in opt.vars.iter().enumerate() {
         for (kind, slot) in [("m", &mut opt.m[i]), ("v", &mut opt.v[i])] {
-            let t: &Tensor = map.get(&format!("{kind}.{n}")).ok_or_else(|| CheckpointError::Bad {
-                path: p.clone(),
-                msg: format!("missing {kind}.{n}"),
-            })?;
+            let t: &Tensor =
+                map.get(&format!("{kind}.{n}"))
+                    .ok_or_else(|| CheckpointError::Bad {
+                        path: p.clone(),
+                        msg: format!("missing {kind}.{n}"),
+                    })?;
             if t.dims() != var.as_tensor().dims() {
                 return Err(CheckpointError::Bad {
                     path: p.clone(),

@@ -78,7 +78,9 @@ pub struct EvalReport {
 pub fn task_json(t: &Task) -> Value {
     match t {
         Task::Countdown(c) => json!({"kind": "countdown", "nums": c.nums, "target": c.target}),
-        Task::Math { prompt, answer } => json!({"kind": "math", "prompt": prompt, "answer": answer}),
+        Task::Math { prompt, answer } => {
+            json!({"kind": "math", "prompt": prompt, "answer": answer})
+        }
         Task::Choice { prompt, key } => json!({"kind": "choice", "prompt": prompt, "key": key}),
     }
 }
@@ -157,7 +159,11 @@ pub fn evaluate(
     let pass_at_1 = if n == 0 {
         0.0
     } else {
-        instances.iter().map(|x| right(x.greedy.reward)).sum::<f64>() / n as f64
+        instances
+            .iter()
+            .map(|x| right(x.greedy.reward))
+            .sum::<f64>()
+            / n as f64
     };
     let avg_at_k = (cfg.k > 0 && n > 0).then(|| {
         instances

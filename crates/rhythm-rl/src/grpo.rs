@@ -115,9 +115,7 @@ pub fn grpo_loss(
     let mut loss = (surrogate.mul(weight)?.sum_all()? * -1.0)?;
     let active = weight.gt(0.0)?.to_dtype(DType::F32)?;
     let tokens = active.sum_all()?.to_scalar::<f32>()? as usize;
-    let clipped_n = ((1.0 - &mask)? * &active)?
-        .sum_all()?
-        .to_scalar::<f32>()? as usize;
+    let clipped_n = ((1.0 - &mask)? * &active)?.sum_all()?.to_scalar::<f32>()? as usize;
     let mut kl = 0.0;
     if let (Some(r), true) = (logp_ref, cfg.kl_coef > 0.0) {
         let d = (r - logp_new)?;
@@ -239,7 +237,11 @@ impl AdamW {
 pub fn global_norm(grads: &[Option<Tensor>]) -> Result<f64> {
     let mut s = 0f64;
     for g in grads.iter().flatten() {
-        s += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        s += g
+            .sqr()?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
     }
     Ok(s.sqrt())
 }

@@ -387,20 +387,23 @@ impl Trainer {
     /// `metrics.jsonl`; `on_step` sees each step's metrics.
     pub fn run(&mut self, mut on_step: impl FnMut(&StepMetrics)) -> Result<()> {
         let out = self.cfg.out.clone();
-        std::fs::create_dir_all(&out).map_err(|e| TrainError::Msg(format!("{}: {e}", out.display())))?;
+        std::fs::create_dir_all(&out)
+            .map_err(|e| TrainError::Msg(format!("{}: {e}", out.display())))?;
         let cfg_text = self.cfg.to_toml();
         checkpoint::write_atomic(&out.join("config.toml"), cfg_text.as_bytes())?;
         while self.step < self.cfg.steps {
             let mut m = self.step()?;
             if self.cfg.eval_interval > 0
-                && (self.step % self.cfg.eval_interval == 0 || self.step == self.cfg.steps)
+                && (self.step.is_multiple_of(self.cfg.eval_interval) || self.step == self.cfg.steps)
                 && !self.eval.is_empty()
             {
                 m.eval_accuracy = Some(self.evaluate()?);
             }
             append_line(&out.join("metrics.jsonl"), &m)?;
             on_step(&m);
-            if self.step % self.cfg.save_interval.max(1) == 0 || self.step == self.cfg.steps {
+            if self.step.is_multiple_of(self.cfg.save_interval.max(1))
+                || self.step == self.cfg.steps
+            {
                 self.save()?;
             }
         }
@@ -414,8 +417,7 @@ impl Trainer {
             adam_t: self.opt.t,
             config: self.cfg.clone(),
             groups: self.groups.clone(),
-            rng: "ChaCha8 seeded from (seed, step[, index]); nothing to restore beyond step"
-                .into(),
+            rng: "ChaCha8 seeded from (seed, step[, index]); nothing to restore beyond step".into(),
         };
         Ok(checkpoint::save(
             &self.cfg.out,
@@ -459,7 +461,9 @@ impl Trainer {
         for &i in &idx {
             let ids = self.policy.encode(&self.train[i].prompt(style))?;
             if ids.is_empty() {
-                return Err(TrainError::Msg(format!("training prompt {i} encodes to no tokens")));
+                return Err(TrainError::Msg(format!(
+                    "training prompt {i} encodes to no tokens"
+                )));
             }
             for _ in 0..g {
                 prompts.push(ids.clone());
@@ -525,7 +529,11 @@ impl Trainer {
     fn probe_and_credit(&mut self, rolls: &mut [Rollout], m: &mut StepMetrics) -> Result<()> {
         let strategy = self.cfg.strategy;
         let attn = strategy.needs_attention();
-        let layers: Vec<usize> = if attn { self.layers.clone() } else { Vec::new() };
+        let layers: Vec<usize> = if attn {
+            self.layers.clone()
+        } else {
+            Vec::new()
+        };
         let model = self.policy.model.detached().into_owned();
         let mut summaries: Vec<Vec<HeadSummary>> = Vec::with_capacity(rolls.len());
         for r in rolls.iter_mut() {
@@ -546,8 +554,15 @@ impl Trainer {
                         .collect()
                 })
                 .collect();
-            let (stats, _) =
-                model.probe_with(&ids, p, &layers, &mut sinks, p, false, ProbeTuning::default())?;
+            let (stats, _) = model.probe_with(
+                &ids,
+                p,
+                &layers,
+                &mut sinks,
+                p,
+                false,
+                ProbeTuning::default(),
+            )?;
             r.logp_old = stats.logprobs;
             r.entropy = stats.entropies;
             summaries.push(sinks.into_iter().flatten().collect());
@@ -559,7 +574,7 @@ impl Trainer {
                 GroupMode::Sequence => false,
                 GroupMode::Static => self.groups.is_none(),
                 GroupMode::Refresh => {
-                    self.groups.is_none() || self.step % self.cfg.refresh_every == 0
+                    self.groups.is_none() || self.step.is_multiple_of(self.cfg.refresh_every)
                 }
             };
             if refresh {
@@ -728,10 +743,10 @@ fn build_batch(micro: &[(usize, &Rollout)], w: &[f64], dev: &Device) -> Result<B
             mask[row * t + k] = 1.0;
         }
         let shaped = shaped_advantages(r.advantage, &r.gamma);
-        for k in 0..n {
+        for (k, (&l, &a)) in r.logp_old.iter().zip(&shaped).enumerate().take(n) {
             let c = row * (t - 1) + p + k - 1;
-            lo[c] = r.logp_old[k] as f32;
-            adv[c] = shaped[k] as f32;
+            lo[c] = l as f32;
+            adv[c] = a as f32;
             wt[c] = w[*j] as f32;
         }
     }

@@ -20,7 +20,10 @@ fn advantages_and_shaping_by_hand() {
     assert!((a[0] - 0.75 / s).abs() < 1e-12);
     assert!((a[1] + 0.25 / s).abs() < 1e-12);
     // Shaping: gamma = [1.5, 1, 1.25]; A >= 0 is scaled, A < 0 is not.
-    assert_eq!(shaped_advantages(2.0, &[1.5, 1.0, 1.25]), vec![3.0, 2.0, 2.5]);
+    assert_eq!(
+        shaped_advantages(2.0, &[1.5, 1.0, 1.25]),
+        vec![3.0, 2.0, 2.5]
+    );
     assert_eq!(shaped_advantages(-1.0, &[1.5, 1.0]), vec![-1.0, -1.0]);
 }
 
@@ -97,7 +100,10 @@ fn adamw_by_hand() {
         let g = Tensor::from_slice(&[2f32, -3.0], 2, &Device::Cpu).unwrap();
         opt.step(&[Some(g)], 0.1).unwrap();
         let v = var.as_tensor().to_vec1::<f32>().unwrap();
-        assert!((v[0] - expect[0]).abs() < 1e-6 && (v[1] - expect[1]).abs() < 1e-6, "{v:?}");
+        assert!(
+            (v[0] - expect[0]).abs() < 1e-6 && (v[1] - expect[1]).abs() < 1e-6,
+            "{v:?}"
+        );
         assert_eq!(opt.t, 1);
     }
 }
@@ -116,7 +122,10 @@ fn schedule_by_hand() {
 /// largest-gradient entry of one tensor of each kind.
 #[test]
 fn gradient_matches_finite_differences() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models/tiny-qwen3");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/models/tiny-qwen3"
+    );
     let p = Pretrained::load_with(
         dir,
         &LoadOptions {
@@ -143,9 +152,17 @@ fn gradient_matches_finite_differences() {
     let weight = t2(&w, 2, 5);
     // Shaped advantages of both signs; logp_old = logp_now + small offsets
     // (ratios within the clip range, far from its edges).
-    let adv = t2(&[0.0, 0.0, 1.5, 1.0, 1.5, 0.0, -0.7, -0.7, -0.7, -0.7], 2, 5);
+    let adv = t2(
+        &[0.0, 0.0, 1.5, 1.0, 1.5, 0.0, -0.7, -0.7, -0.7, -0.7],
+        2,
+        5,
+    );
     let now = model.token_logprobs(&ids, None).unwrap().detach();
-    let offs = t2(&[0.0, 0.0, 0.05, -0.03, 0.02, 0.0, -0.04, 0.01, 0.03, -0.02], 2, 5);
+    let offs = t2(
+        &[0.0, 0.0, 0.05, -0.03, 0.02, 0.0, -0.04, 0.01, 0.03, -0.02],
+        2,
+        5,
+    );
     let old = (now + offs).unwrap();
     let cfg = LossConfig::default();
     let loss_of = || -> (Tensor, f64) {
@@ -166,7 +183,9 @@ fn gradient_matches_finite_differences() {
     ];
     for name in names {
         let var = &vars[name];
-        let g = grads.get(var.as_tensor()).expect("gradient reaches the weight");
+        let g = grads
+            .get(var.as_tensor())
+            .expect("gradient reaches the weight");
         let gv = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (k, &gk) = gv
             .iter()

@@ -66,17 +66,32 @@ fn smoke_run_trains_and_checkpoints() {
         let mut seen: Vec<StepMetrics> = Vec::new();
         t.run(|m| seen.push(m.clone())).unwrap();
         assert_eq!(seen.len(), 4);
-        assert!(seen.iter().all(|m| m.loss.is_finite() && m.grad_norm.is_finite()));
+        assert!(seen
+            .iter()
+            .all(|m| m.loss.is_finite() && m.grad_norm.is_finite()));
         assert!(seen.iter().any(|m| m.grad_norm > 0.0), "{seen:?}");
-        assert!(seen.iter().all(|m| m.gamma_mean >= 1.0 && m.gamma_boost_share > 0.0));
+        assert!(seen
+            .iter()
+            .all(|m| m.gamma_mean >= 1.0 && m.gamma_boost_share > 0.0));
         assert!(seen[1].eval_accuracy.is_some() && seen[0].eval_accuracy.is_none());
         let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
         assert_eq!(lines.lines().count(), 4);
         let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
         for key in [
-            "step", "reward", "accuracy", "response_len", "entropy", "gamma_mean",
-            "gamma_boost_share", "loss", "clip_frac", "grad_norm", "kl", "rollout_s",
-            "probe_s", "update_s",
+            "step",
+            "reward",
+            "accuracy",
+            "response_len",
+            "entropy",
+            "gamma_mean",
+            "gamma_boost_share",
+            "loss",
+            "clip_frac",
+            "grad_norm",
+            "kl",
+            "rollout_s",
+            "probe_s",
+            "update_s",
         ] {
             assert!(first.get(key).is_some(), "metrics lack {key}");
         }
@@ -128,12 +143,20 @@ fn resume_is_exact() {
     };
     // Straight.
     let a = tmp.path().join("a");
-    let mut t = Trainer::new(TrainConfig { out: a.clone(), ..base.clone() }).unwrap();
+    let mut t = Trainer::new(TrainConfig {
+        out: a.clone(),
+        ..base.clone()
+    })
+    .unwrap();
     reward(&mut t);
     t.run(|_| {}).unwrap();
     // Killed: steps 1-3, a checkpoint after step 2 only, then dropped.
     let b = tmp.path().join("b");
-    let mut t = Trainer::new(TrainConfig { out: b.clone(), ..base.clone() }).unwrap();
+    let mut t = Trainer::new(TrainConfig {
+        out: b.clone(),
+        ..base.clone()
+    })
+    .unwrap();
     reward(&mut t);
     t.step().unwrap();
     t.step().unwrap();
@@ -172,18 +195,27 @@ fn config_toml_round_trip_and_merge() {
     let back = TrainConfig::from_toml_str(&c.to_toml()).unwrap();
     assert_eq!(back, c);
     let file = TrainConfig::from_toml_str("steps = 5\nlr = 0.01\nstrategy = \"local\"").unwrap();
-    assert_eq!((file.steps, file.strategy, file.group_size), (5, Strategy::Local, 8));
+    assert_eq!(
+        (file.steps, file.strategy, file.group_size),
+        (5, Strategy::Local, 8)
+    );
     let flags = TrainConfig {
         steps: 2,
         ..TrainConfig::default()
     };
     let m = flags.merge_explicit(&file, &["steps".to_string()]);
     assert_eq!((m.steps, m.lr, m.strategy), (2, 0.01, Strategy::Local));
-    let e = TrainConfig::from_toml_str("stepz = 3").unwrap_err().to_string();
+    let e = TrainConfig::from_toml_str("stepz = 3")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("stepz"), "{e}");
     let bad = TrainConfig {
         group_size: 0,
         ..TrainConfig::default()
     };
-    assert!(bad.validate().unwrap_err().to_string().contains("group_size"));
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("group_size"));
 }
