@@ -178,7 +178,7 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
             bar.set_message(format!(
                 "loss {loss:.4} lr {lr:.2e} {tokens_per_s:.0} tok/s"
             ));
-            if step % log_every == 0 {
+            if step.is_multiple_of(log_every) {
                 say(format!(
                     "step {step} loss {loss:.4} lr {lr:.3e} grad_norm {grad_norm:.3} \
                      {tokens_per_s:.0} tok/s elapsed {:.0}s",

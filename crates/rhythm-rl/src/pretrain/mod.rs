@@ -183,9 +183,9 @@ impl PretrainConfig {
         }
         if self.num_heads == 0
             || self.num_kv_heads == 0
-            || self.num_heads % self.num_kv_heads != 0
-            || self.hidden_size % self.num_heads != 0
-            || (self.hidden_size / self.num_heads) % 2 != 0
+            || !self.num_heads.is_multiple_of(self.num_kv_heads)
+            || !self.hidden_size.is_multiple_of(self.num_heads)
+            || !(self.hidden_size / self.num_heads).is_multiple_of(2)
         {
             return bad("need heads divisible by kv heads and an even head width");
         }
@@ -637,12 +637,12 @@ pub fn train(
             grad_norm,
             tokens_per_s: trained_tokens as f64 / loop_start.elapsed().as_secs_f64(),
         });
-        if cfg.eval_every > 0 && done % cfg.eval_every == 0 && done < cfg.steps {
+        if cfg.eval_every > 0 && done.is_multiple_of(cfg.eval_every) && done < cfg.steps {
             let n = cfg.eval_size.min(splits.test.len());
             let report = evaluate(&model, &tok, &splits.test[..n])?;
             on_event(&Event::Eval { step: done, report });
         }
-        if cfg.checkpoint_every > 0 && (done % cfg.checkpoint_every == 0 || done == cfg.steps) {
+        if cfg.checkpoint_every > 0 && (done.is_multiple_of(cfg.checkpoint_every) || done == cfg.steps) {
             save_checkpoint(&paths.checkpoint, cfg, done, &vars, &opt)?;
             on_event(&Event::Checkpoint { step: done });
         }

@@ -77,7 +77,7 @@ fn moves(x: u64, y: u64) -> Vec<Step> {
         b: y,
         value: x * y,
     });
-    if lo > 1 && hi % lo == 0 {
+    if lo > 1 && hi.is_multiple_of(lo) {
         out.push(Step {
             a: hi,
             op: Op::Div,
