@@ -78,8 +78,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PretrainError + '_ {
 /// Result alias of this module.
 pub type Result<T> = std::result::Result<T, PretrainError>;
 
-/// Every setting of a pretraining run. The defaults made the bundled
-/// `models/countdown-tiny`.
+/// Every setting of a pretraining run. The defaults are those of the
+/// bundled `models/countdown-tiny` (its model card gives the exact
+/// commands).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PretrainConfig {
     /// Seed of the initial weights and of the batch streams (default 0).
@@ -93,7 +94,7 @@ pub struct PretrainConfig {
     /// Held-out test instances (default 512, the paper's test size).
     pub test_size: usize,
     /// Most dead ends per trace; each trace has `0..=max_dead_ends`, uniform
-    /// (default 3).
+    /// (default 2).
     pub max_dead_ends: usize,
     /// Residual width (default 128).
     pub hidden_size: usize,
@@ -110,15 +111,15 @@ pub struct PretrainConfig {
     /// Longest prompt + response in tokens; longer traces are redrawn
     /// (default 320).
     pub max_len: usize,
-    /// Optimiser steps (default 3000).
+    /// Optimiser steps (default 1200).
     pub steps: usize,
-    /// Sequences per step (default 32).
+    /// Sequences per step (default 16).
     pub batch_size: usize,
     /// Peak learning rate (default 3e-3).
     pub lr: f64,
     /// Final learning rate as a fraction of the peak (default 0.1).
     pub min_lr_ratio: f64,
-    /// Linear warmup steps (default 100).
+    /// Linear warmup steps (default 30).
     pub warmup_steps: usize,
     /// Decoupled weight decay of matrices and embeddings (default 0.1).
     pub weight_decay: f64,
@@ -130,12 +131,12 @@ pub struct PretrainConfig {
     pub eps: f64,
     /// Global gradient-norm clip (default 1.0).
     pub grad_clip: f64,
-    /// Greedy evaluation every this many steps; 0 disables (default 500).
+    /// Greedy evaluation every this many steps; 0 disables (default 300).
     pub eval_every: usize,
-    /// Test instances used by the periodic evaluation (default 128; the
+    /// Test instances used by the periodic evaluation (default 32; the
     /// final evaluation uses the whole test split).
     pub eval_size: usize,
-    /// Checkpoint every this many steps; 0 disables (default 250).
+    /// Checkpoint every this many steps; 0 disables (default 50).
     pub checkpoint_every: usize,
     /// Initialisation scale (std 0.02 times this; default 1.0).
     pub init_scale: f64,
@@ -148,7 +149,7 @@ impl Default for PretrainConfig {
             data_seed: 0,
             train_size: 50_000,
             test_size: countdown::DEFAULT_TEST_SIZE,
-            max_dead_ends: 3,
+            max_dead_ends: 2,
             hidden_size: 128,
             intermediate_size: 384,
             num_layers: 4,
@@ -156,19 +157,19 @@ impl Default for PretrainConfig {
             num_kv_heads: 2,
             vocab_size: 64,
             max_len: 320,
-            steps: 3000,
-            batch_size: 32,
+            steps: 1200,
+            batch_size: 16,
             lr: 3e-3,
             min_lr_ratio: 0.1,
-            warmup_steps: 100,
+            warmup_steps: 30,
             weight_decay: 0.1,
             beta1: 0.9,
             beta2: 0.95,
             eps: 1e-8,
             grad_clip: 1.0,
-            eval_every: 500,
-            eval_size: 128,
-            checkpoint_every: 250,
+            eval_every: 300,
+            eval_size: 32,
+            checkpoint_every: 50,
             init_scale: 1.0,
         }
     }
