@@ -21,7 +21,10 @@ bytes; peak_rss_gib in 2^30 bytes.
 
 --dtype bf16 computes in the checkpoint's bf16 as loaded; f32 upcasts every
 weight to float32 at load time (and so the logits and attention maps are f32);
-"both" (the default) runs bf16 then f32, each in its own child.
+"both" (the default) runs bf16 then f32, each in its own child.  On a CPU
+without AVX512-BF16/AMX (e.g. the 2-core AMD EPYC dev box) torch's bf16 path
+is ~15x slower than f32 (2048 tokens: ~625 s bf16 vs ~40 s f32), so compare
+an engine's f32 numbers with the f32 line.
 --logits all (default, what model(ids) does) materialises [N, vocab] logits;
 "last" passes logits_to_keep=1.
 """
