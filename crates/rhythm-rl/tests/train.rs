@@ -219,3 +219,33 @@ fn config_toml_round_trip_and_merge() {
         .to_string()
         .contains("group_size"));
 }
+
+/// Writes a small random Qwen3 (hidden 256, 6 layers, 8 heads / 4 kv heads,
+/// head_dim 32, the fixture's 96-token tokenizer) to `$RHYTHM_RANDOM_MODEL`,
+/// for the cost measurements of docs/training.md:
+/// `RHYTHM_RANDOM_MODEL=/tmp/qwen3-small cargo test --release -p rhythm-rl --test train -- --ignored make_random_model`
+#[test]
+#[ignore]
+fn make_random_model() {
+    let Ok(out) = std::env::var("RHYTHM_RANDOM_MODEL") else {
+        return;
+    };
+    let mut cfg: rhythm_model::Config =
+        rhythm_model::Config::from_file(&fixture().join("config.json")).unwrap();
+    cfg.hidden_size = 256;
+    cfg.intermediate_size = 768;
+    cfg.num_hidden_layers = 6;
+    cfg.num_attention_heads = 8;
+    cfg.num_key_value_heads = Some(4);
+    cfg.head_dim = Some(32);
+    cfg.max_position_embeddings = 512;
+    cfg.extra.remove("layer_types");
+    let (m, _) = rhythm_model::Model::random(&cfg, 7, 1.0, &candle_core::Device::Cpu).unwrap();
+    rhythm_model::save_pretrained(
+        &m,
+        Path::new(&out),
+        candle_core::DType::F32,
+        Some(&fixture()),
+    )
+    .unwrap();
+}
