@@ -643,7 +643,9 @@ pub fn train(
             let report = evaluate(&model, &tok, &splits.test[..n])?;
             on_event(&Event::Eval { step: done, report });
         }
-        if cfg.checkpoint_every > 0 && (done.is_multiple_of(cfg.checkpoint_every) || done == cfg.steps) {
+        if cfg.checkpoint_every > 0
+            && (done.is_multiple_of(cfg.checkpoint_every) || done == cfg.steps)
+        {
             save_checkpoint(&paths.checkpoint, cfg, done, &vars, &opt)?;
             on_event(&Event::Checkpoint { step: done });
         }
