@@ -3,11 +3,16 @@
 //! Every subcommand reports bad input as one line on stderr (`error: ...`)
 //! and exits with status 2.
 
+mod analyze;
 mod common;
 mod eval;
+mod jsonl;
+mod perturb;
 mod pretrain;
 mod probe;
+mod report;
 mod score;
+mod stats;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +41,14 @@ enum Command {
     /// Train the small Countdown reasoning model from scratch on synthetic
     /// search traces and save it as a Hugging Face directory.
     Pretrain(pretrain::PretrainArgs),
+    /// Analyse responses (generated or given): per-token WAAD, FAI, entropy,
+    /// preplan and anchor tokens, chunks; `--out DIR` writes analysis.json
+    /// and a self-contained report.html.
+    Analyze(Box<analyze::AnalyzeArgs>),
+    /// Coupling statistics over many prompts (the paper's table 2).
+    Stats(Box<stats::StatsArgs>),
+    /// Perturbation test at top- and bottom-FAI positions (the paper's table 1).
+    Perturb(Box<perturb::PerturbArgs>),
 }
 
 fn main() {
@@ -46,6 +59,9 @@ fn main() {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Pretrain(args) => pretrain::run(args),
+        Command::Analyze(args) => analyze::run(args),
+        Command::Stats(args) => stats::run(args),
+        Command::Perturb(args) => perturb::run(args),
     };
     if let Err(e) = result {
         // One line: the chain of causes joined by ': '.
