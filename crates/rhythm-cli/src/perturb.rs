@@ -241,6 +241,7 @@ pub fn run(args: &PerturbArgs) -> Result<()> {
         }
         problems.push(json!({
             "origin": rec.origin,
+            "response_start": p,
             "response_tokens": n,
             "top_mean": top_mean,
             "bottom_mean": bottom_mean,
