@@ -54,7 +54,7 @@ fi
 # Rendered content: the script marks the body and draws tokens, curves,
 # heatmaps and head dots.
 dom="$work/dom.html"
-count() { grep -o "$1" "$dom" | wc -l | tr -d ' '; }
+count() { { grep -o "$1" "$dom" || true; } | wc -l | tr -d ' '; }
 if grep -q 'data-rendered="yes"' "$dom"; then ok "script ran to the end"; else bad "script did not finish (no data-rendered)"; fi
 toks=$(count 'class="tok')
 [ "$toks" -gt 0 ] && ok "$toks tokens rendered" || bad "no tokens rendered"
