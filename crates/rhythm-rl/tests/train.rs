@@ -249,3 +249,55 @@ fn make_random_model() {
     )
     .unwrap();
 }
+
+/// Cost of the rhythm probe and throughput (docs/training.md): runs 3 steps
+/// of `coupled` and of `none` (same seed, so the same first rollout) on
+/// `$RHYTHM_RANDOM_MODEL` with the digit-share reward, and prints each
+/// step's phase times.
+/// `RHYTHM_RANDOM_MODEL=/tmp/qwen3-small cargo test --release -p rhythm-rl --test train -- --ignored measure_cost --nocapture`
+#[test]
+#[ignore]
+fn measure_cost() {
+    let Ok(model) = std::env::var("RHYTHM_RANDOM_MODEL") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for strategy in [Strategy::Coupled, Strategy::None, Strategy::Coupled, Strategy::None] {
+        let out = tmp.path().join(strategy.name());
+        let _ = std::fs::remove_dir_all(&out);
+        let cfg = TrainConfig {
+            model: PathBuf::from(&model),
+            out,
+            strategy,
+            steps: 3,
+            prompts_per_batch: 4,
+            group_size: 8,
+            micro_batch: 8,
+            max_new_tokens: 128,
+            train_size: 200,
+            test_size: 4,
+            save_interval: 100,
+            lr: 1e-4,
+            ..TrainConfig::default()
+        };
+        let mut t = Trainer::new(cfg).unwrap();
+        reward(&mut t);
+        t.run(|m| {
+            let total = m.rollout_s + m.probe_s + m.update_s;
+            println!(
+                "{strategy:8} step {} total {total:.2}s rollout {:.2}s ({:.0} tok/s) probe {:.2}s \
+                 (rhythm {:.3}s, {:.1}% of step) update {:.2}s ({:.0} tok/s, {} tokens)",
+                m.step,
+                m.rollout_s,
+                m.gen_tokens as f64 / m.rollout_s,
+                m.probe_s,
+                m.rhythm_s,
+                100.0 * m.probe_s / total,
+                m.update_s,
+                m.update_tokens as f64 / m.update_s.max(1e-9),
+                m.update_tokens
+            );
+        })
+        .unwrap();
+    }
+}
