@@ -262,7 +262,12 @@ fn measure_cost() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    for strategy in [Strategy::Coupled, Strategy::None, Strategy::Coupled, Strategy::None] {
+    for strategy in [
+        Strategy::Coupled,
+        Strategy::None,
+        Strategy::Coupled,
+        Strategy::None,
+    ] {
         let out = tmp.path().join(strategy.name());
         let _ = std::fs::remove_dir_all(&out);
         let cfg = TrainConfig {
