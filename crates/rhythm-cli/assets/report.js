@@ -105,7 +105,9 @@
     t.innerHTML = '';
     if (DATA.responses.length < 2) return;
     DATA.responses.forEach(function (r, i) {
-      var b = el('button', { cls: i === state.resp ? 'on' : '', text: (i + 1) + ' \u00b7 ' + r.origin, title: r.prompt });
+      var p = r.prompt.replace(/\s+/g, ' ').trim();
+      if (p.length > 26) p = p.slice(0, 25) + '\u2026';
+      var b = el('button', { cls: i === state.resp ? 'on' : '', text: (i + 1) + ' \u00b7 ' + p, title: r.origin + ': ' + r.prompt });
       b.addEventListener('click', function () { state.resp = i; renderAll(); });
       t.appendChild(b);
     });
