@@ -364,6 +364,15 @@
     renderMaps(r);
     renderHeads(r);
   }
+  // Deep links: #metric=fai&resp=2 picks the tint and the response (1-based).
+  (location.hash || '').replace(/^#/, '').split('&').forEach(function (kv) {
+    var p = kv.split('=');
+    if (p[0] === 'metric' && METRICS[p[1]]) state.metric = p[1];
+    if (p[0] === 'resp') {
+      var i = parseInt(p[1], 10) - 1;
+      if (i >= 0 && i < DATA.responses.length) state.resp = i;
+    }
+  });
   renderHeader();
   renderAll();
   var timer = null;
