@@ -5,6 +5,7 @@
 
 mod analyze;
 mod common;
+mod curves;
 mod eval;
 mod jsonl;
 mod perturb;
@@ -49,6 +50,9 @@ enum Command {
     Stats(Box<stats::StatsArgs>),
     /// Perturbation test at top- and bottom-FAI positions (the paper's table 1).
     Perturb(Box<perturb::PerturbArgs>),
+    /// Summarise RL runs of `rhythm train` by method (the paper's table 3
+    /// and training curves): a table, summary.json, table.md and SVG figures.
+    Curves(curves::CurvesArgs),
 }
 
 fn main() {
@@ -62,6 +66,7 @@ fn main() {
         Command::Analyze(args) => analyze::run(args),
         Command::Stats(args) => stats::run(args),
         Command::Perturb(args) => perturb::run(args),
+        Command::Curves(args) => curves::run(args),
     };
     if let Err(e) = result {
         // One line: the chain of causes joined by ': '.
