@@ -147,12 +147,17 @@ impl GenOpts {
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
     /// A local Hugging Face model directory (config.json, *.safetensors,
-    /// tokenizer.json).
-    #[arg(long)]
+    /// tokenizer.json); default: the bundled Countdown model.
+    #[arg(long, default_value = "models/countdown-tiny")]
     pub model: PathBuf,
     /// The prompt text.
-    #[arg(long, conflicts_with = "input")]
+    #[arg(long, conflicts_with_all = ["input", "countdown"])]
     pub prompt: Option<String>,
+    /// Use instance INDEX of the Countdown test split (data seed 0, 512
+    /// instances) as the prompt, in the compact style the bundled model
+    /// was trained on.
+    #[arg(long, value_name = "INDEX", conflicts_with = "input")]
+    pub countdown: Option<usize>,
     /// The response to analyse (default: generate one).
     #[arg(long, requires = "prompt")]
     pub response: Option<String>,
@@ -551,12 +556,27 @@ pub fn summary_lines(resp: &Value) -> String {
     s
 }
 
+/// The compact prompt of instance `index` of the default Countdown test
+/// split (data seed 0).
+fn countdown_prompt(index: usize) -> Result<String> {
+    use rhythm_rl::tasks::countdown::{self, PromptStyle};
+    let split = countdown::default_splits(0);
+    let Some(inst) = split.test.get(index) else {
+        bail!(
+            "--countdown {index}: expected an index below {} (the test split's size)",
+            split.test.len()
+        );
+    };
+    Ok(inst.prompt(PromptStyle::Compact))
+}
+
 /// Runs `rhythm analyze`.
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let params = args.opts.params()?;
+    let countdown_prompt = args.countdown.map(countdown_prompt).transpose()?;
     let records = records_from(
         args.input.as_deref(),
-        args.prompt.as_deref(),
+        args.prompt.as_deref().or(countdown_prompt.as_deref()),
         args.response.as_deref(),
     )?;
     let model = Pretrained::load(&args.model)?;

@@ -46,8 +46,9 @@ pub struct EvalArgs {
     /// Sampling temperature of avg@k.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
-    /// Maximum response tokens.
-    #[arg(long, default_value_t = 64)]
+    /// Maximum response tokens (generation also stops at the model's
+    /// `max_position_embeddings`).
+    #[arg(long, default_value_t = 320)]
     pub max_new_tokens: usize,
     /// Seed of the samples.
     #[arg(long, default_value_t = 0)]

@@ -306,3 +306,43 @@ fn bad_flags_are_one_line_errors() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn bundled_model_and_countdown_prompt_are_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_rhythm"))
+            .current_dir(root())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[
+        "analyze",
+        "--countdown",
+        "3",
+        "--max-new-tokens",
+        "40",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let doc = read_json(&out.join("analysis.json"));
+    assert!(doc["model"]
+        .as_str()
+        .unwrap()
+        .ends_with("models/countdown-tiny"));
+    let split = rhythm_rl::tasks::countdown::default_splits(0);
+    let want = split.test[3].prompt(rhythm_rl::tasks::countdown::PromptStyle::Compact);
+    assert_eq!(doc["responses"][0]["prompt"], want.as_str());
+    assert!(out.join("report.html").exists());
+    let (code, err) = run(&["analyze", "--countdown", "512"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--countdown 512"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

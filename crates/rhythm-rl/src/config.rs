@@ -219,8 +219,9 @@ pub struct TrainConfig {
     /// Rollout steps. Default 100.
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
-    /// Maximum response tokens. Default 64.
-    #[arg(long, default_value_t = 64)]
+    /// Maximum response tokens (the bundled model holds 384 positions,
+    /// prompts take up to about 30). Default 320.
+    #[arg(long, default_value_t = 320)]
     pub max_new_tokens: usize,
     /// Rollout temperature. Default 1.0 (the paper's).
     #[arg(long, default_value_t = 1.0)]
@@ -282,7 +283,7 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             steps: 100,
-            max_new_tokens: 64,
+            max_new_tokens: 320,
             temperature: 1.0,
             eval_interval: 0,
             eval_size: 64,

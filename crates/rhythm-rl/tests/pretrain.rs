@@ -11,36 +11,99 @@ fn traces(seed: u64, n: usize, dead: usize) -> Vec<trace::Trace> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     countdown::generate(seed, n)
         .iter()
-        .map(|i| trace::trace(i, dead, &mut rng).expect("generated instances are solvable"))
+        .filter_map(|i| trace::trace(i, dead, &mut rng))
         .collect()
+}
+
+/// The values a think line's steps produce, checked step by step against
+/// the pool: every step combines two numbers still in the pool, correctly,
+/// with a positive integer result of at most `MAX_VALUE`.
+fn check_line(nums: &[u32], line: &str) -> u64 {
+    let mut pool: Vec<u64> = nums.iter().map(|&n| u64::from(n)).collect();
+    for step in line.split(' ') {
+        let (lhs, value) = step.split_once('=').expect("a = b op c");
+        let value: u64 = value.parse().unwrap();
+        let op_at = lhs.find(['+', '-', '*', '/']).unwrap();
+        let a: u64 = lhs[..op_at].parse().unwrap();
+        let b: u64 = lhs[op_at + 1..].parse().unwrap();
+        let want = match &lhs[op_at..op_at + 1] {
+            "+" => a + b,
+            "-" => a - b,
+            "*" => a * b,
+            _ => {
+                assert_eq!(a % b, 0, "{line}");
+                a / b
+            }
+        };
+        assert_eq!(want, value, "{line}");
+        assert!(value > 0 && value <= trace::MAX_VALUE, "{line}");
+        for x in [a, b] {
+            let k = pool.iter().position(|&p| p == x).expect("operand in pool");
+            pool.remove(k);
+        }
+        pool.push(value);
+    }
+    assert_eq!(pool.len(), 1, "{line}: every number used");
+    pool[0]
 }
 
 #[test]
 fn traces_are_deterministic_and_correct() {
-    assert_eq!(traces(7, 100, 2), traces(7, 100, 2));
-    assert_ne!(traces(7, 100, 2), traces(8, 100, 2));
+    assert_eq!(traces(7, 100, 4), traces(7, 100, 4));
+    assert_ne!(traces(7, 100, 4), traces(8, 100, 4));
     let instances = countdown::generate(3, 300);
-    for dead in 0..=3 {
+    for dead in [0, 2, 6] {
         let mut rng = ChaCha8Rng::seed_from_u64(dead as u64);
+        let mut made = 0;
         for inst in &instances {
-            let t = trace::trace(inst, dead, &mut rng).unwrap();
+            let Some(t) = trace::trace(inst, dead, &mut rng) else {
+                continue;
+            };
+            made += 1;
             assert_eq!(inst.verify(&t.response), Outcome::Correct, "{t:?}");
-            assert!(
-                countdown::solve(&inst.nums, inst.target).is_some(),
-                "solver agrees"
-            );
             assert!(t.dead_ends <= dead);
             assert_eq!(t.response.matches(" no\n").count(), t.dead_ends, "{t:?}");
             assert!(t.response.starts_with("<think>\n"));
             assert!(t.response.ends_with("</answer><|endoftext|>"));
             assert_eq!(t.prompt, inst.prompt(countdown::PromptStyle::Compact));
+            // Every line is a valid path; failed ones miss the target, the
+            // last one reaches it; no path is tried twice.
+            let think = &t.response["<think>\n".len()..t.response.find("\n</think>").unwrap()];
+            let lines: Vec<&str> = think.lines().collect();
+            assert_eq!(lines.len(), t.dead_ends + 1);
+            for (k, l) in lines.iter().enumerate() {
+                let path = l.strip_suffix(" no").unwrap_or(l);
+                assert_eq!(path.len() < l.len(), k < t.dead_ends, "{t:?}");
+                let v = check_line(&inst.nums, path);
+                assert_eq!(v == u64::from(inst.target), k == t.dead_ends, "{t:?}");
+                assert!(!lines[..k].contains(l), "{t:?}");
+            }
+        }
+        // Random orders that succeed within the budget exist for most
+        // instances (all 3-number ones have few paths).
+        let floor = [80, 170, 215][[0, 2, 6].iter().position(|&d| d == dead).unwrap()];
+        assert!(
+            made >= floor,
+            "{made} of 300 traces with at most {dead} dead ends"
+        );
+    }
+    // The search backtracks depth first: a failed line and the next one
+    // share their first step whenever the last step had untried options.
+    let t = traces(5, 400, 6);
+    let with_dead = t.iter().filter(|t| t.dead_ends >= 2).count();
+    assert!(with_dead >= 100, "{with_dead} traces with 2+ dead ends");
+    let (mut shared, mut pairs) = (0, 0);
+    for t in &t {
+        let lines: Vec<&str> = t.response.lines().filter(|l| l.contains('=')).collect();
+        for w in lines.windows(2) {
+            pairs += 1;
+            shared += usize::from(w[0].split(' ').next() == w[1].split(' ').next());
         }
     }
-    // Dead ends are produced when asked (only a handful of tiny instances
-    // have too few failing paths).
-    let t = traces(5, 200, 3);
-    let full = t.iter().filter(|t| t.dead_ends == 3).count();
-    assert!(full >= 190, "{full} of 200 traces have 3 dead ends");
+    assert!(
+        shared * 2 > pairs,
+        "{shared} of {pairs} consecutive lines share a first step"
+    );
 }
 
 #[test]

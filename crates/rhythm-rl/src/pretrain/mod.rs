@@ -93,12 +93,13 @@ pub struct PretrainConfig {
     pub train_size: usize,
     /// Held-out test instances (default 512, the paper's test size).
     pub test_size: usize,
-    /// Most dead ends per trace; each trace has `0..=max_dead_ends`, uniform
-    /// (default 2).
+    /// Most failed paths per trace: a trace is a random-order depth-first
+    /// search that succeeds within this many dead ends (see [`trace::trace`];
+    /// default 6).
     pub max_dead_ends: usize,
     /// Residual width (default 128).
     pub hidden_size: usize,
-    /// MLP width (default 384).
+    /// MLP width (default 512).
     pub intermediate_size: usize,
     /// Decoder layers (default 4).
     pub num_layers: usize,
@@ -109,9 +110,9 @@ pub struct PretrainConfig {
     /// Embedding rows; at least the tokenizer's size (default 64).
     pub vocab_size: usize,
     /// Longest prompt + response in tokens; longer traces are redrawn
-    /// (default 320).
+    /// (default 384).
     pub max_len: usize,
-    /// Optimiser steps (default 1200).
+    /// Optimiser steps (default 3000).
     pub steps: usize,
     /// Sequences per step (default 16).
     pub batch_size: usize,
@@ -119,7 +120,7 @@ pub struct PretrainConfig {
     pub lr: f64,
     /// Final learning rate as a fraction of the peak (default 0.1).
     pub min_lr_ratio: f64,
-    /// Linear warmup steps (default 30).
+    /// Linear warmup steps (default 50).
     pub warmup_steps: usize,
     /// Decoupled weight decay of matrices and embeddings (default 0.1).
     pub weight_decay: f64,
@@ -131,9 +132,9 @@ pub struct PretrainConfig {
     pub eps: f64,
     /// Global gradient-norm clip (default 1.0).
     pub grad_clip: f64,
-    /// Greedy evaluation every this many steps; 0 disables (default 300).
+    /// Greedy evaluation every this many steps; 0 disables (default 500).
     pub eval_every: usize,
-    /// Test instances used by the periodic evaluation (default 32; the
+    /// Test instances used by the periodic evaluation (default 64; the
     /// final evaluation uses the whole test split).
     pub eval_size: usize,
     /// Checkpoint every this many steps; 0 disables (default 50).
@@ -149,26 +150,26 @@ impl Default for PretrainConfig {
             data_seed: 0,
             train_size: 50_000,
             test_size: countdown::DEFAULT_TEST_SIZE,
-            max_dead_ends: 2,
+            max_dead_ends: 6,
             hidden_size: 128,
-            intermediate_size: 384,
+            intermediate_size: 512,
             num_layers: 4,
             num_heads: 4,
             num_kv_heads: 2,
             vocab_size: 64,
-            max_len: 320,
-            steps: 1200,
+            max_len: 384,
+            steps: 3000,
             batch_size: 16,
             lr: 3e-3,
             min_lr_ratio: 0.1,
-            warmup_steps: 30,
+            warmup_steps: 50,
             weight_decay: 0.1,
             beta1: 0.9,
             beta2: 0.95,
             eps: 1e-8,
             grad_clip: 1.0,
-            eval_every: 300,
-            eval_size: 32,
+            eval_every: 500,
+            eval_size: 64,
             checkpoint_every: 50,
             init_scale: 1.0,
         }
@@ -273,7 +274,7 @@ pub struct Batch {
     pub tokens: usize,
 }
 
-/// The batch of step `step`: instances and dead-end counts drawn from
+/// The batch of step `step`: instances and search orders drawn from
 /// ChaCha8 stream `step` of `seed` (so any step can be rebuilt alone).
 pub fn batch(
     cfg: &PretrainConfig,
@@ -287,8 +288,7 @@ pub fn batch(
     let mut rows: Vec<(Vec<u32>, usize)> = Vec::with_capacity(cfg.batch_size);
     while rows.len() < cfg.batch_size {
         let inst = &train[rng.random_range(0..train.len())];
-        let dead = rng.random_range(0..=cfg.max_dead_ends);
-        let Some(t) = trace::trace(inst, dead, &mut rng) else {
+        let Some(t) = trace::trace(inst, cfg.max_dead_ends, &mut rng) else {
             continue;
         };
         let p = encode(tok, &t.prompt)?;

@@ -156,48 +156,6 @@ fn all_moves(pool: &[Entry]) -> Vec<(usize, usize, Step)> {
     out
 }
 
-/// A random successful path: depth-first search over integer moves in an
-/// order shuffled by `rng`. Returns the steps and the answer expression.
-pub fn solve_path<R: Rng>(nums: &[u32], target: u32, rng: &mut R) -> Option<(Vec<Step>, String)> {
-    fn dfs<R: Rng>(
-        pool: Vec<Entry>,
-        target: u64,
-        rng: &mut R,
-        steps: &mut Vec<Step>,
-    ) -> Option<String> {
-        if pool.len() == 1 {
-            return (pool[0].value == target).then(|| pool[0].expr.clone());
-        }
-        let mut options = all_moves(&pool);
-        options.shuffle(rng);
-        for (i, j, s) in options {
-            steps.push(s);
-            if let Some(e) = dfs(apply(&pool, i, j, s), target, rng, steps) {
-                return Some(e);
-            }
-            steps.pop();
-        }
-        None
-    }
-    let mut steps = Vec::new();
-    let expr = dfs(leaves(nums), u64::from(target), rng, &mut steps)?;
-    Some((steps, expr))
-}
-
-/// A random path that does not reach `target`, or `None` if the random
-/// walk happened to reach it.
-fn random_path<R: Rng>(nums: &[u32], target: u32, rng: &mut R) -> Option<Vec<Step>> {
-    let mut pool = leaves(nums);
-    let mut steps = Vec::new();
-    while pool.len() > 1 {
-        let options = all_moves(&pool);
-        let (i, j, s) = options[rng.random_range(0..options.len())];
-        steps.push(s);
-        pool = apply(&pool, i, j, s);
-    }
-    (pool[0].value != u64::from(target)).then_some(steps)
-}
-
 fn line(steps: &[Step]) -> String {
     steps.iter().map(Step::text).collect::<Vec<_>>().join(" ")
 }
@@ -215,28 +173,106 @@ pub struct Trace {
     pub dead_ends: usize,
 }
 
-/// Builds the trace of `inst` with `dead_ends` failed lines (fewer if the
-/// instance has too few distinct failing paths), or `None` if no path of
-/// positive-integer steps reaches the target.
-pub fn trace<R: Rng>(inst: &CountdownInstance, dead_ends: usize, rng: &mut R) -> Option<Trace> {
-    let (good, answer) = solve_path(&inst.nums, inst.target, rng)?;
-    let mut lines: Vec<String> = Vec::new();
-    let mut tries = 0;
-    while lines.len() < dead_ends && tries < 50 {
-        tries += 1;
-        if let Some(p) = random_path(&inst.nums, inst.target, rng) {
-            let l = format!("{} no", line(&p));
-            if !lines.contains(&l) {
-                lines.push(l);
+/// Largest intermediate value a path may produce: moves whose result has
+/// more than four digits are not tried (the generator's targets have at most
+/// three).
+pub const MAX_VALUE: u64 = 9_999;
+
+/// Search orders tried per instance by [`trace`] before it gives up.
+pub const ORDERS: usize = 8;
+
+/// Depth-first search over integer moves, each node's moves in an order
+/// shuffled by `rng`, writing one line per complete path (leaf) visited.
+/// Stops at the first path reaching `target` (returns its lines, the last
+/// one successful, and its expression) or after `max_dead_ends + 1` failed
+/// paths (returns `None`).
+fn search<R: Rng>(
+    nums: &[u32],
+    target: u32,
+    max_dead_ends: usize,
+    rng: &mut R,
+) -> Option<(Vec<Vec<Step>>, String)> {
+    struct State<'a, R> {
+        target: u64,
+        budget: usize,
+        steps: Vec<Step>,
+        lines: Vec<Vec<Step>>,
+        rng: &'a mut R,
+    }
+    /// `Some(Some(expr))`: found; `Some(None)`: budget spent; `None`: go on.
+    fn dfs<R: Rng>(pool: Vec<Entry>, st: &mut State<'_, R>) -> Option<Option<String>> {
+        if pool.len() == 1 {
+            st.lines.push(st.steps.clone());
+            if pool[0].value == st.target {
+                return Some(Some(pool[0].expr.clone()));
+            }
+            if st.lines.len() > st.budget {
+                return Some(None);
+            }
+            return None;
+        }
+        let mut options: Vec<_> = all_moves(&pool)
+            .into_iter()
+            .filter(|(_, _, s)| s.value <= MAX_VALUE)
+            .collect();
+        options.shuffle(st.rng);
+        for (i, j, s) in options {
+            st.steps.push(s);
+            let r = dfs(apply(&pool, i, j, s), st);
+            st.steps.pop();
+            if r.is_some() {
+                return r;
             }
         }
+        None
     }
-    let n_dead = lines.len();
-    lines.push(line(&good));
+    let mut st = State {
+        target: u64::from(target),
+        budget: max_dead_ends,
+        steps: Vec::new(),
+        lines: Vec::new(),
+        rng,
+    };
+    let expr = dfs(leaves(nums), &mut st)??;
+    Some((st.lines, expr))
+}
+
+/// A random successful path (depth-first search over integer moves in an
+/// order shuffled by `rng`, intermediates at most [`MAX_VALUE`]): its steps
+/// and its answer expression.
+pub fn solve_path<R: Rng>(nums: &[u32], target: u32, rng: &mut R) -> Option<(Vec<Step>, String)> {
+    let (mut lines, expr) = search(nums, target, usize::MAX, rng)?;
+    Some((lines.pop()?, expr))
+}
+
+/// Builds the search trace of `inst`: the lines of a depth-first search in a
+/// random order (consecutive lines share the steps they have in common, as
+/// the search backtracks), each failed path ending in ` no`, the last line
+/// reaching the target, then the answer. Only orders that succeed within
+/// `max_dead_ends` failed paths are kept: up to [`ORDERS`] random orders are
+/// tried, and `None` is returned if none does (or if no path of
+/// positive-integer steps reaches the target). So the traces teach a search
+/// that checks each path against the target and backtracks, with a proposal
+/// order slanted towards paths that work.
+pub fn trace<R: Rng>(inst: &CountdownInstance, max_dead_ends: usize, rng: &mut R) -> Option<Trace> {
+    let (lines, answer) =
+        (0..ORDERS).find_map(|_| search(&inst.nums, inst.target, max_dead_ends, rng))?;
+    let n_dead = lines.len() - 1;
+    let text: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(k, l)| {
+            if k < n_dead {
+                format!("{} no", line(l))
+            } else {
+                line(l)
+            }
+        })
+        .collect();
     let prompt = inst.prompt(crate::tasks::countdown::PromptStyle::Compact);
     let response = format!(
         "<think>\n{}\n</think>\n<answer>{answer}</answer>{EOS}",
-        lines.join("\n")
+        text.join("\n")
     );
     Some(Trace {
         prompt,
