@@ -2,33 +2,20 @@
 //! analysis.json, their consistency with rhythm-core and with the streamed
 //! `rhythm probe` path, determinism, and bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use rhythm_core::{ceil_q, chunk_ids, Params, Selections};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{rhythm, root};
 
 fn model() -> String {
     root()
         .join("fixtures/models/tiny-qwen3")
         .display()
         .to_string()
-}
-
-fn rhythm(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rhythm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn nums(v: &Value) -> Vec<f64> {

@@ -3,24 +3,14 @@
 //! figures, and one-line errors with exit status 2.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rhythm_core::Strategy;
 use rhythm_rl::config::TrainConfig;
 use rhythm_rl::trainer::StepMetrics;
 use serde_json::{json, Value};
 
-fn rhythm(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rhythm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::rhythm;
 
 /// A metrics line with only the fields `curves` reads (and `reward`).
 fn line(step: u64, acc: f64, len: f64, eval: Option<f64>) -> String {

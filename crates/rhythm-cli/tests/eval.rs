@@ -1,22 +1,12 @@
 //! `rhythm eval` on the tiny Qwen3 fixture: table and JSON.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
+use common::rhythm;
 
 fn model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/tiny-qwen3")
-}
-
-fn rhythm(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rhythm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

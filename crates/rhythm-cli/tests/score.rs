@@ -3,31 +3,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rhythm_core::{ceil_q, HeadMap, Params, Rhythm};
 use safetensors::tensor::{serialize_to_file, TensorView};
 use safetensors::Dtype;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{rhythm, root};
 
 fn fixture() -> PathBuf {
     root().join("fixtures/models/tiny-qwen3/golden.safetensors")
-}
-
-fn rhythm(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rhythm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn score_json(args: &[&str]) -> Value {
