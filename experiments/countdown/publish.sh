@@ -17,4 +17,4 @@ done
 cargo build --release -q -p rhythm-cli
 target/release/rhythm curves "$dest"/runs/*/ --out "$dest" \
   --start-accuracy "$(cat experiments/countdown/start_accuracy)" \
-  --title "Countdown, GRPO from countdown-tiny: test accuracy (512 instances, greedy)"
+  --title "Countdown from countdown-tiny"
