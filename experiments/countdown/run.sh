@@ -32,8 +32,31 @@ esac
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-2}
 cell=$method-s$seed
 out=runs/countdown/$cell
-cargo build --release -q -p rhythm-cli
-rhythm=target/release/rhythm
+# The table was made by the code of one commit (experiments/countdown/code_commit);
+# later commits may change the numerics (a faster kernel changes the last bits of
+# a log-probability, and a training run amplifies that). When this checkout's
+# code (crates/, Cargo.toml, Cargo.lock) is that commit's, it is built here;
+# otherwise that commit is checked out beside it (a git worktree under
+# target/experiment-code) and built there.
+code=$(cat experiments/countdown/code_commit)
+code_tree() { git rev-parse "$1:crates" "$1:Cargo.toml" "$1:Cargo.lock" 2>/dev/null; }
+if ! git cat-file -e "$code^{commit}" 2>/dev/null; then
+  echo "run.sh: commit $code (experiments/countdown/code_commit) is not in this repository; clone it with its history" >&2
+  exit 2
+fi
+if [ "$(code_tree "$code")" = "$(git rev-parse HEAD:crates HEAD:Cargo.toml HEAD:Cargo.lock)" ] \
+   && git diff --quiet HEAD -- crates Cargo.toml Cargo.lock; then
+  cargo build --release -q -p rhythm-cli
+  rhythm=target/release/rhythm
+else
+  src=target/experiment-code/$code
+  if [ ! -d "$src" ]; then
+    echo "run.sh: building the experiment's code, commit $code, in $src"
+    git worktree add --detach "$src" "$code" >/dev/null
+  fi
+  (cd "$src" && cargo build --release -q -p rhythm-cli)
+  rhythm=$src/target/release/rhythm
+fi
 if [ -f "$out/metrics.jsonl" ]; then
   "$rhythm" train --resume "$out"
 else
