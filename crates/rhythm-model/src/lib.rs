@@ -41,6 +41,7 @@ pub mod alloc;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod kernels;
 pub mod model;
 pub mod ops;
 pub mod pretrained;

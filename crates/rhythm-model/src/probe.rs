@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use rhythm_core::{HeadSummary, SummaryConfig};
 
 use crate::error::{ModelError, Result};
+use crate::kernels;
 use crate::model::Model;
 use crate::ops::{self, Kernels};
 
@@ -476,7 +477,7 @@ impl Model {
                         .into_par_iter()
                         .map(|i| {
                             let row = &data[i * vocab..(i + 1) * vocab];
-                            rhythm_core::entropy_and_logprob(row, ids[a + i + 1] as usize)
+                            kernels::entropy_and_logprob(row, ids[a + i + 1] as usize)
                         })
                         .collect()
                 })?;
@@ -524,17 +525,7 @@ fn causal_softmax(scores: &[f32], nb: usize, r1: usize, r0: usize, scale: f32) -
         .enumerate()
         .for_each(|(ri, (o, s))| {
             let t = r0 + ri % nb;
-            let s = &s[..=t];
-            let o = &mut o[..=t];
-            let m = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
-            let mut sum = 0f32;
-            for (o, &x) in o.iter_mut().zip(s) {
-                let e = (x * scale - m).exp();
-                *o = e;
-                sum += e;
-            }
-            let inv = 1.0 / sum;
-            o.iter_mut().for_each(|x| *x *= inv);
+            kernels::softmax_scaled(&s[..=t], &mut o[..=t], scale);
         });
     out
 }
