@@ -33,9 +33,12 @@
 //! stored into a `[heads, N, N]` map), and logits are computed for blocks of
 //! rows and reduced at once to log-probabilities and entropies. The same
 //! engine, with no probed layer, is the fast inference forward
-//! ([`Model::forward_inference`]). Inference paths run on weights detached
-//! from autograd ([`Model::detached`]), so a trainable model does not record
-//! a graph (and keep every attention map alive) while it generates or probes.
+//! ([`Model::forward_inference`]). Its per-row work (the causal softmax and
+//! the logits' entropy) runs in vectorised [`kernels`], and candle's matmul
+//! uses the AVX-512 kernels of the `gemm` crate where the CPU has them.
+//! Inference paths run on weights detached from autograd
+//! ([`Model::detached`]), so a trainable model does not record a graph (and
+//! keep every attention map alive) while it generates or probes.
 
 pub mod alloc;
 pub mod config;
