@@ -574,11 +574,14 @@ fn countdown_prompt(index: usize) -> Result<String> {
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let params = args.opts.params()?;
     let countdown_prompt = args.countdown.map(countdown_prompt).transpose()?;
-    let records = records_from(
+    let mut records = records_from(
         args.input.as_deref(),
         args.prompt.as_deref().or(countdown_prompt.as_deref()),
         args.response.as_deref(),
     )?;
+    if let (Some(i), Some(rec)) = (args.countdown, records.first_mut()) {
+        rec.origin = format!("--countdown {i}");
+    }
     let model = Pretrained::load(&args.model)?;
     if model.tokenizer.is_none() {
         bail!(

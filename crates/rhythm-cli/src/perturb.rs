@@ -97,8 +97,8 @@ pub fn top_candidates(logits: &[f32], except: u32, k: usize) -> Vec<u32> {
 /// Arguments of `rhythm perturb`.
 #[derive(Args, Debug)]
 pub struct PerturbArgs {
-    /// A local Hugging Face model directory.
-    #[arg(long)]
+    /// A local Hugging Face model directory; default: the bundled Countdown model.
+    #[arg(long, default_value = "models/countdown-tiny")]
     pub model: PathBuf,
     /// A JSONL file of `{"prompt": ..., "response": ...}` lines; without a
     /// response, the greedy response is generated.

@@ -18,8 +18,8 @@ pub const PAPER: [(f64, f64); 3] = [(0.3608, 0.2386), (0.6084, 0.2241), (0.5253,
 /// Arguments of `rhythm stats`.
 #[derive(Args, Debug)]
 pub struct StatsArgs {
-    /// A local Hugging Face model directory.
-    #[arg(long)]
+    /// A local Hugging Face model directory; default: the bundled Countdown model.
+    #[arg(long, default_value = "models/countdown-tiny")]
     pub model: PathBuf,
     /// A JSONL file of `{"prompt": ..., "response": ...}` lines (response optional).
     #[arg(long)]

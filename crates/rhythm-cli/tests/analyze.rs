@@ -327,6 +327,7 @@ fn bundled_model_and_countdown_prompt_are_the_defaults() {
     let split = rhythm_rl::tasks::countdown::default_splits(0);
     let want = split.test[3].prompt(rhythm_rl::tasks::countdown::PromptStyle::Compact);
     assert_eq!(doc["responses"][0]["prompt"], want.as_str());
+    assert_eq!(doc["responses"][0]["origin"], "--countdown 3");
     assert!(out.join("report.html").exists());
     let (code, err) = run(&["analyze", "--countdown", "512"]);
     assert_eq!(code, 2, "{err}");

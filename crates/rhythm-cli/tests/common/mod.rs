@@ -11,7 +11,13 @@ pub fn root() -> PathBuf {
 
 /// Runs the `rhythm` binary with `args`: exit code, stdout, stderr.
 pub fn rhythm(args: &[&str]) -> (i32, String, String) {
+    rhythm_in(Path::new("."), args)
+}
+
+/// Runs the `rhythm` binary with `args` in directory `dir`.
+pub fn rhythm_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rhythm"))
+        .current_dir(dir)
         .args(args)
         .output()
         .unwrap();
