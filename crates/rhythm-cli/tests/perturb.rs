@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 mod common;
-use common::{rhythm, rhythm_in, root};
+use common::{rhythm, root};
 
 #[test]
 fn short_horizon_shape_and_ranges() {
@@ -103,15 +103,9 @@ fn short_horizon_shape_and_ranges() {
 
 #[test]
 fn bundled_model_is_the_default() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("p.jsonl");
-    std::fs::write(&input, "{\"prompt\": \"nums: 3 5 7 target: 22\\n\"}\n").unwrap();
-    let (code, stdout, err) = rhythm_in(
-        &root(),
+    common::assert_bundled_model_default(
+        "perturb",
         &[
-            "perturb",
-            "--input",
-            input.to_str().unwrap(),
             "--max-new-tokens",
             "16",
             "--max-continuation",
@@ -120,17 +114,6 @@ fn bundled_model_is_the_default() {
             "1",
             "--k-cand",
             "1",
-            "--json",
         ],
-    );
-    assert_eq!(code, 0, "{err}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert!(
-        doc["model"]
-            .as_str()
-            .unwrap()
-            .ends_with("models/countdown-tiny"),
-        "{}",
-        doc["model"]
     );
 }

@@ -27,3 +27,19 @@ pub fn rhythm_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs `rhythm SUBCOMMAND --input (one Countdown prompt) EXTRA... --json`
+/// from the workspace root with no `--model`, and checks that the bundled
+/// model was used.
+pub fn assert_bundled_model_default(subcommand: &str, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("p.jsonl");
+    std::fs::write(&input, "{\"prompt\": \"nums: 3 5 7 target: 22\\n\"}\n").unwrap();
+    let mut args = vec![subcommand, "--input", input.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let (code, stdout, err) = rhythm_in(&root(), &args);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let model = doc["model"].as_str().unwrap();
+    assert!(model.ends_with("models/countdown-tiny"), "{model}");
+}
