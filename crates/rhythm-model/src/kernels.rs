@@ -51,7 +51,7 @@ const POLY: [f32; 6] = [
     8.333_452e-3,
     4.166_579_6e-2,
     1.666_666_5e-1,
-    5.000_000_1e-1,
+    0.5,
 ];
 
 /// [`exp`] on a vector of lanes (fused multiply-adds where the CPU has them).
