@@ -5,7 +5,9 @@
 //! cargo run --release -p rhythm-model --example speed -- N [MODE] [DIR]
 //! ```
 //! MODE: `forward` (all logits), `stream` (sampled layers), `stream-all`,
-//! `generate` / `generate-batch` (4 x 32 tokens after an N-token prompt).
+//! `generate` / `generate-batch` (4 x 32 tokens after an N-token prompt),
+//! `matmul` (an `[N, 1024] x [1024, 3072]` f32 product, the shape of an MLP
+//! projection: the best of 5, in GFLOP/s).
 
 use std::time::Instant;
 
@@ -26,6 +28,21 @@ fn main() -> rhythm_model::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(512);
     let mode = args.get(2).map(String::as_str).unwrap_or("stream");
+    if mode == "matmul" {
+        let dev = Device::Cpu;
+        let x = candle_core::Tensor::randn(0f32, 1.0, (n, 1024), &dev)?;
+        let w = candle_core::Tensor::randn(0f32, 1.0, (3072, 1024), &dev)?;
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let y = x.matmul(&w.t()?)?;
+            best = best.min(t.elapsed().as_secs_f64());
+            drop(y);
+        }
+        let gflops = 2.0 * (n * 1024 * 3072) as f64 / best / 1e9;
+        eprintln!("matmul N={n}: {best:.4}s, {gflops:.1} GFLOP/s");
+        return Ok(());
+    }
     let t0 = Instant::now();
     let model = match args.get(3) {
         Some(dir) => Pretrained::load(dir)?.model,
