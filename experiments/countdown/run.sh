@@ -70,11 +70,31 @@ if [ ! -f "$published" ]; then
   echo "run.sh: no published run $published to compare with (a new cell)"
   exit 0
 fi
-# The deterministic columns of every step (times and throughput differ).
+# The deterministic columns of every step (times and throughput differ):
+# compared exactly, except the loss, compared to 6 significant digits.
+# The loss is the one column that sees the gradient's sums over thousands of
+# tokens, whose grouping the matmul library (gemm) picks from the CPU's
+# cache sizes: on a machine with other caches it differs in the 7th digit
+# from step 2 on (seen 2026-11-29: every other column of coupled-s0 equal for
+# all 24 steps, the loss within 1.2e-6 relative).
 columns() {
-  grep -o '"\(step\|reward\|accuracy\|response_len\|gamma_mean\|loss\|eval_accuracy\)":[^,}]*' "$1"
+  grep -o '"\(step\|reward\|accuracy\|response_len\|gamma_mean\|eval_accuracy\)":[^,}]*' "$1"
 }
-if diff <(columns "$published") <(columns "$out/metrics.jsonl") > "$out/diff.txt"; then
+losses() {
+  grep -o '"loss":[^,}]*' "$1" | cut -d: -f2
+}
+status=0
+if ! diff <(columns "$published") <(columns "$out/metrics.jsonl") > "$out/diff.txt"; then
+  status=1
+fi
+if ! paste -d' ' <(losses "$published") <(losses "$out/metrics.jsonl") | awk '
+  NF != 2 { bad = 1; print "step " NR ": a loss is missing"; next }
+  { d = $1 - $2; if (d < 0) d = -d; m = ($1 < 0 ? -$1 : $1); if (m < 1e-6) m = 1e-6
+    if (d / m > 1e-5) { bad = 1; print "step " NR ": loss " $1 " vs " $2 } }
+  END { exit bad }' >> "$out/diff.txt"; then
+  status=1
+fi
+if [ $status -eq 0 ]; then
   echo "run.sh: $cell reproduces the published numbers ($published)"
 else
   echo "run.sh: $cell differs from $published (first differences below, all in $out/diff.txt)" >&2
