@@ -76,7 +76,7 @@ fi
 # tokens, whose grouping the matmul library (gemm) picks from the CPU's
 # cache sizes: on a machine with other caches it differs in the 7th digit
 # from step 2 on (seen 2026-11-29: every other column of coupled-s0 equal for
-# all 24 steps, the loss within 1.2e-6 relative).
+# all 24 steps, the loss within 7e-7 relative).
 columns() {
   grep -o '"\(step\|reward\|accuracy\|response_len\|gamma_mean\|eval_accuracy\)":[^,}]*' "$1"
 }
