@@ -265,6 +265,42 @@ mod tests {
         }
     }
 
+    /// Runs `check` with every instruction set this CPU has (scalar, and on
+    /// x86-64 AVX2 and AVX-512), not only the one `dispatch` would pick.
+    fn on_every_instruction_set(check: impl Fn(&str, &dyn Fn(&mut [f32]))) {
+        use pulp::Simd;
+        check("scalar", &|xs| {
+            Simd::vectorize(pulp::Scalar::new(), ExpAll(xs))
+        });
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(simd) = pulp::x86::V3::try_new() {
+                check("avx2", &|xs| Simd::vectorize(simd, ExpAll(xs)));
+            }
+            if let Some(simd) = pulp::x86::V4::try_new() {
+                check("avx512", &|xs| Simd::vectorize(simd, ExpAll(xs)));
+            }
+        }
+    }
+
+    #[test]
+    fn every_instruction_set_computes_the_same_exp() {
+        let xs: Vec<f32> = (0..4096).map(|i| -90.0 + i as f32 * 0.024).collect();
+        on_every_instruction_set(|name, exp_all| {
+            let mut got = xs.clone();
+            exp_all(&mut got);
+            for (&x, &g) in xs.iter().zip(&got) {
+                let w = (x as f64).exp();
+                if x < -87.3 {
+                    assert_eq!(g, 0.0, "{name}: exp({x})");
+                } else {
+                    let rel = ((g as f64 - w) / w).abs();
+                    assert!(rel < 2.5e-7, "{name}: exp({x}) = {g}, want {w}");
+                }
+            }
+        });
+    }
+
     #[test]
     fn softmax_matches_the_plain_formula() {
         for n in [1usize, 3, 8, 9, 31, 300, 4099] {
