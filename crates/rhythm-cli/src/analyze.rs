@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use rhythm_core::{chunk_ids, HeadSummary, Params, Rhythm};
 use rhythm_model::{LayerSelection, Pretrained, ProbeTuning, SamplingParams, Tensor};
 use serde_json::{json, Value};
 
-use crate::common::{parse_horizon, sparkline};
+use crate::common::{parse_horizon, progress, sparkline};
 use crate::jsonl::{records_from, write_atomic, Record};
 
 /// The SPEC parameters of the analysis, with the analysis defaults
@@ -591,7 +590,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     }
     let layers = args.opts.layers(&model)?;
     let sampling = args.gen.sampling(&model);
-    let bar = progress(records.len(), "analyze");
+    let bar = progress(records.len() as u64, "analyze");
     let mut responses = Vec::with_capacity(records.len());
     for (i, rec) in records.iter().enumerate() {
         let seq = prepare(&model, rec, &sampling, i as u64)?;
@@ -640,16 +639,4 @@ pub fn write_outputs(out: &Path, doc: &Value) -> Result<()> {
     write_atomic(&out.join("analysis.json"), json.as_bytes())?;
     let html = crate::report::render(doc);
     write_atomic(&out.join("report.html"), html.as_bytes())
-}
-
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress(len: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} {elapsed_precise} [{bar:30}] {pos}/{len} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(what.to_string());
-    bar
 }

@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use rhythm_core::{gamma, CreditInputs, Params, Rhythm, Strategy};
 use serde_json::{json, Value};
 
@@ -286,4 +287,22 @@ pub fn summary_text(r: &Rhythm, strategy: Strategy, gamma: &[f64]) -> String {
         100.0 * boosted as f64 / gamma.len().max(1) as f64
     );
     s
+}
+
+/// The progress bar of every long command: `len` steps on stderr, labelled
+/// `what` (may be empty), with a message field for running figures; hidden
+/// when stderr is not a terminal.
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix}{elapsed_precise} [{bar:30}] {pos}/{len} eta {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    if !what.is_empty() {
+        bar.set_prefix(format!("{what} "));
+    }
+    bar
 }

@@ -23,7 +23,8 @@ use clap::Args;
 use rhythm_model::{Pretrained, SamplingParams};
 use serde_json::{json, Value};
 
-use crate::analyze::{params_json, prepare, probe, progress, AnalysisOpts};
+use crate::analyze::{params_json, prepare, probe, AnalysisOpts};
+use crate::common::progress;
 use crate::jsonl::{read_records, write_atomic};
 
 /// The paper's figures (Qwen3-4B-Base, 70 problems): top, bottom, Pr(top < bottom).
@@ -149,7 +150,7 @@ pub fn run(args: &PerturbArgs) -> Result<()> {
         eos_token_ids: eos.clone(),
         ..SamplingParams::greedy(args.max_new_tokens)
     };
-    let bar = progress(records.len(), "perturb");
+    let bar = progress(records.len() as u64, "perturb");
     let mut problems = Vec::new();
     let mut skipped = Vec::new();
     let (mut tops, mut bottoms, mut wins) = (Vec::new(), Vec::new(), 0usize);

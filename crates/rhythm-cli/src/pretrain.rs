@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use rhythm_model::DType;
 use rhythm_rl::pretrain::{self, Event, Paths, PretrainConfig};
 
@@ -139,12 +138,7 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
         final_eval: !args.no_eval,
         stop_at: args.stop_at,
     };
-    let bar = ProgressBar::new(cfg.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} eta {eta} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = crate::common::progress(cfg.steps as u64, "");
     let log_every = args.log_every.max(1);
     // A hidden bar (output not a terminal, e.g. a log file) prints nothing,
     // so log lines go to stderr directly.

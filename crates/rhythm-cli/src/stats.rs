@@ -9,7 +9,8 @@ use rhythm_core::CouplingStats;
 use rhythm_model::Pretrained;
 use serde_json::{json, Value};
 
-use crate::analyze::{params_json, prepare, probe, progress, AnalysisOpts, GenOpts};
+use crate::analyze::{params_json, prepare, probe, AnalysisOpts, GenOpts};
+use crate::common::progress;
 use crate::jsonl::{read_records, write_atomic};
 
 /// The paper's figures (Qwen3-4B-Base, 70 GSM8K problems): observed, random.
@@ -95,7 +96,7 @@ pub fn run(args: &StatsArgs) -> Result<()> {
     let mut acc = CouplingStats::new();
     let mut tokens = 0usize;
     let mut skipped = Vec::new();
-    let bar = progress(records.len(), "stats");
+    let bar = progress(records.len() as u64, "stats");
     for (i, rec) in records.iter().enumerate() {
         let seq = match prepare(&model, rec, &sampling, i as u64) {
             Ok(s) => s,

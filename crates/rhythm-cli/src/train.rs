@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{parser::ValueSource, Args, CommandFactory, FromArgMatches};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rhythm_rl::config::TrainConfig;
 use rhythm_rl::trainer::Trainer;
 
@@ -79,14 +79,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let bar = if args.no_progress {
         ProgressBar::hidden()
     } else {
-        let b = ProgressBar::new(total);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-            )
-            .expect("valid template"),
-        );
-        b
+        crate::common::progress(total, "")
     };
     bar.set_position(trainer.step as u64);
     let quiet = args.no_progress;
