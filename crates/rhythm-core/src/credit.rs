@@ -29,11 +29,13 @@ pub enum Strategy {
     Random,
     /// Baseline: boost the high-entropy tokens `TopQ(H)`.
     Entropy,
-    /// Ablation: `local` with `BottomQ`.
+    /// Ablation: `local` with `BottomQ` over the positions whose `Delta` is
+    /// defined (all but the last; SPEC section 8).
     LocalBottom,
-    /// Ablation: `global` with `BottomQ`.
+    /// Ablation: `global` with `BottomQ` over the positions whose FAI window
+    /// `T(s)` is not empty (SPEC section 8).
     GlobalBottom,
-    /// Ablation: `coupled` with `BottomQ`.
+    /// Ablation: `coupled` with the bottom anchors of `global-bottom`.
     CoupledBottom,
 }
 
@@ -156,8 +158,14 @@ pub fn gamma(
             let r = rhythm()?;
             boost(&offsets(r, &r.sel.anchors))
         }
-        Strategy::LocalBottom => boost(&bottom_q(&rhythm()?.sel.delta, params.q)),
-        Strategy::GlobalBottom => boost(&bottom_q(&rhythm()?.fai, params.q)),
+        Strategy::LocalBottom => {
+            let r = rhythm()?;
+            boost(&bottom_q(&r.sel.delta[..delta_defined(n)], params.q))
+        }
+        Strategy::GlobalBottom => {
+            let r = rhythm()?;
+            boost(&bottom_q(&r.fai[..fai_defined(n, params)], params.q))
+        }
         Strategy::Coupled => {
             let r = rhythm()?;
             coupled(
@@ -171,7 +179,7 @@ pub fn gamma(
         }
         Strategy::CoupledBottom => {
             let r = rhythm()?;
-            let anchors = bottom_q(&r.fai, params.q);
+            let anchors = bottom_q(&r.fai[..fai_defined(n, params)], params.q);
             let (dom, intro) = dominated_and_intro(
                 &anchors,
                 &r.waad,
@@ -201,6 +209,21 @@ pub fn gamma(
             boost(&top_q(h, params.q))
         }
     })
+}
+
+/// How many leading response offsets have a defined `Delta` (SPEC section 8,
+/// bottom ablations): every position but the last, whose `Delta` is 0 by
+/// definition.
+fn delta_defined(n: usize) -> usize {
+    n.saturating_sub(1)
+}
+
+/// How many leading response offsets have a defined FAI (SPEC section 8,
+/// bottom ablations): `T(s)` is not empty iff `s + h_lo <= N - 1`, that is
+/// for the offsets `0 ..= n - 1 - h_lo` (the horizon's `lo <= hi` is checked
+/// by [`Params::validate`]).
+fn fai_defined(n: usize, params: &Params) -> usize {
+    n.saturating_sub(params.horizon.0)
 }
 
 /// `gamma = 1 + a[t in T \ D] + (1 - alpha) a [t in D] + alpha a [t in I(D)]`.
@@ -289,7 +312,24 @@ mod tests {
     }
 
     #[test]
-    fn strategy_names_round_trip() {
+    fn strategy_names_are_specs_table() {
+        // The first column of SPEC section 8's table (docs/spec.md) names the
+        // strategies; ours must be exactly those, in that order, and parse.
+        let spec = include_str!("../../../docs/spec.md");
+        let section = spec
+            .split("\n## ")
+            .find(|s| s.starts_with("8."))
+            .expect("docs/spec.md has a section 8");
+        let names: Vec<&str> = section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .flat_map(|l| {
+                let first = l.split('|').nth(1).unwrap_or("");
+                first.split('`').skip(1).step_by(2).collect::<Vec<_>>()
+            })
+            .collect();
+        let ours: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ours);
         for s in Strategy::ALL {
             assert_eq!(s.name().parse::<Strategy>().unwrap(), s);
         }

@@ -141,7 +141,7 @@ proptest! {
     }
 
     #[test]
-    fn counts_follow_ceil_q(c in case(), params in params_strategy()) {
+    fn counts_follow_ceil_q_and_dominated_follows_its_definition(c in case(), params in params_strategy()) {
         let r = Rhythm::from_summaries(&summaries(&c, &params), &params, None).unwrap();
         let n = c.n - c.p;
         let m = c.heads.len();
@@ -150,11 +150,25 @@ proptest! {
         prop_assert_eq!(r.groups.local.len(), ceil_q(params.head_ratio, m));
         prop_assert_eq!(r.groups.global.len(), ceil_q(params.head_ratio, m));
         prop_assert_eq!(r.receivers.len(), ceil_q(params.receiver_ratio, m));
-        // D is a subset of the anchors; every intro token precedes some anchor.
-        for d in &r.sel.dominated {
-            prop_assert!(r.sel.anchors.contains(d));
+        // SPEC eq. 17, written out independently over absolute positions:
+        // t in D iff t is an anchor, N_k(t) = {t-k..t-1} ∩ R is not empty,
+        // WAAD[t] <= tau_waad and max Delta over N_k(t) >= tau_delta; intro(t)
+        // is the u in N_k(t) with the largest Delta, ties toward the largest u.
+        let (p, k) = (c.p, params.k);
+        let delta = |u: usize| r.sel.delta[u - p];
+        let mut dom = Vec::new();
+        let mut intro = std::collections::BTreeSet::new();
+        for &t in &r.sel.anchors {
+            let nk: Vec<usize> = (t.saturating_sub(k)..t).filter(|&u| u >= p).collect();
+            let Some(&first) = nk.first() else { continue };
+            let best = nk.iter().copied().fold(first, |b, u| if delta(u) >= delta(b) { u } else { b });
+            if r.waad[t - p] <= r.sel.tau_waad && delta(best) >= r.sel.tau_delta {
+                dom.push(t);
+                intro.insert(best);
+            }
         }
-        prop_assert!(r.sel.intro.len() <= r.sel.dominated.len());
+        prop_assert_eq!(&r.sel.dominated, &dom);
+        prop_assert_eq!(r.sel.intro.clone(), intro.into_iter().collect::<Vec<_>>());
     }
 
     #[test]
@@ -179,22 +193,69 @@ proptest! {
             for x in &g {
                 prop_assert!(allowed.iter().any(|y| (x - y).abs() < 1e-12), "{} gave {}", s, x);
             }
-            if matches!(s, Strategy::Local | Strategy::Global | Strategy::Random | Strategy::Entropy
-                | Strategy::LocalBottom | Strategy::GlobalBottom) && a > 0.0 {
-                prop_assert_eq!(g.iter().filter(|&&x| x > 1.0).count(), ceil_q(params.q, n));
+            // How many tokens a one-set strategy boosts: ceil_q over the
+            // positions it ranges over (SPEC section 8: the bottom ablations
+            // range over the positions whose score is defined).
+            let range = match s {
+                Strategy::LocalBottom => Some(n - 1),
+                Strategy::GlobalBottom => Some(n.saturating_sub(params.horizon.0)),
+                Strategy::Local | Strategy::Global | Strategy::Random | Strategy::Entropy => Some(n),
+                _ => None,
+            };
+            if let (Some(m), true) = (range, a > 0.0) {
+                prop_assert_eq!(g.iter().filter(|&&x| x > 1.0).count(), ceil_q(params.q, m), "{}", s);
+            }
+            // Bottom ablations never boost a position whose score is undefined.
+            if a > 0.0 && matches!(s, Strategy::GlobalBottom | Strategy::CoupledBottom) {
+                for o in n.saturating_sub(params.horizon.0)..n {
+                    prop_assert_eq!(g[o], 1.0, "{} boosted offset {} with no FAI window", s, o);
+                }
+            }
+            if a > 0.0 && s == Strategy::LocalBottom {
+                prop_assert_eq!(g[n - 1], 1.0);
             }
         }
     }
 
     #[test]
-    fn pooled_span_of_one_sequence_is_its_span(c in case(), params in params_strategy()) {
-        let s = summaries(&c, &params);
+    fn pooled_spans_are_token_weighted_means(c in case(), params in params_strategy(), p2 in 0usize..18) {
+        // Two sequences over the same heads: the full case and the same maps
+        // with another response start. SPEC section 3: the pooled span is the
+        // sum of the numerators over the sum of n, computed here from the maps.
+        let p2 = p2 % (c.n - 1);
+        let other = Case { p: p2, ..c.clone() };
         let mut pool = SpanPool::new();
-        pool.add(&s);
-        let r = Rhythm::from_summaries(&s, &params, None).unwrap();
-        prop_assert_eq!(pool.groups(params.head_ratio), r.groups.clone());
-        // Static groups reproduce the per-sequence result.
-        let fixed = Rhythm::from_summaries(&s, &params, Some(&r.groups)).unwrap();
-        prop_assert_eq!(fixed, r);
+        pool.add(&summaries(&c, &params));
+        pool.add(&summaries(&other, &params));
+        let numerator = |map: &[f32], p: usize| -> f64 {
+            (p..c.n)
+                .flat_map(|t| (0..=t).map(move |s| (t, s)))
+                .map(|(t, s)| map[t * c.n + s] as f64 * (t - s) as f64)
+                .sum()
+        };
+        let total_n = (c.n - c.p + c.n - p2) as f64;
+        let mut expect: Vec<(f64, usize, usize)> = c
+            .heads
+            .iter()
+            .map(|(l, h, m)| ((numerator(m, c.p) + numerator(m, p2)) / total_n, *l, *h))
+            .collect();
+        let got = pool.spans();
+        prop_assert_eq!(got.len(), expect.len());
+        for (g, e) in got.iter().zip(expect.iter()) {
+            prop_assert_eq!((g.layer, g.head), (e.1, e.2));
+            prop_assert!((g.span - e.0).abs() < 1e-9, "{} vs {}", g.span, e.0);
+        }
+        // Groups: ascending span, ties by (layer, head); first and last ceil_q(rho, M).
+        expect.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+        let k = ceil_q(params.head_ratio, expect.len());
+        let mut local: Vec<(usize, usize)> = expect[..k].iter().map(|e| (e.1, e.2)).collect();
+        let mut global: Vec<(usize, usize)> = expect[expect.len() - k..].iter().map(|e| (e.1, e.2)).collect();
+        let groups = pool.groups(params.head_ratio);
+        let (mut gl, mut gg) = (groups.local.clone(), groups.global.clone());
+        for v in [&mut local, &mut global, &mut gl, &mut gg] {
+            v.sort_unstable();
+        }
+        prop_assert_eq!(gl, local);
+        prop_assert_eq!(gg, global);
     }
 }
