@@ -2,6 +2,9 @@
 //!
 //! Every subcommand reports bad input as one line on stderr (`error: ...`)
 //! and exits with status 2.
+//!
+//! "SPEC section N" in these docs is section N of the project's specification,
+//! `docs/spec.md` in the repository: the binding definitions this code follows.
 
 mod analyze;
 mod common;

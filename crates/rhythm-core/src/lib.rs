@@ -21,7 +21,12 @@
 //! and intro tokens) → [`gamma`] for a [`Strategy`] → [`shaped_advantages`].
 //! [`CouplingStats`] and [`chunk_ids`] serve analysis. Every knob lives in
 //! [`Params`] with SPEC's defaults; ties, counts and medians follow SPEC to
-//! the letter ([`ceil_q`], [`top_q`], [`median`]).
+//! the letter ([`ceil_q`], [`top_q`], [`median`]). The settings a user
+//! gives (flags, TOML keys) are declared once in [`settings`] and turned into
+//! [`Params`] over SPEC's RL or analysis preset.
+//!
+//! "SPEC section N" in these docs is section N of the project's specification,
+//! `docs/spec.md` in the repository: the binding definitions this code follows.
 
 pub mod chunks;
 pub mod count;
@@ -34,6 +39,7 @@ pub mod maps;
 pub mod params;
 pub mod rhythm;
 pub mod select;
+pub mod settings;
 pub mod summary;
 
 pub use chunks::{chunk_ids, chunk_onsets};
@@ -47,4 +53,5 @@ pub use maps::HeadMap;
 pub use params::Params;
 pub use rhythm::{delta, dominated_and_intro, Rhythm, Selections};
 pub use select::{bottom_q, median, top_q};
+pub use settings::{CreditSettings, Horizon, Layers, MetricSettings};
 pub use summary::{kurtosis, HeadSummary, SummaryConfig};

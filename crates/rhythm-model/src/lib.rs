@@ -39,9 +39,13 @@
 //! Inference paths run on weights detached from autograd
 //! ([`Model::detached`]), so a trainable model does not record a graph (and
 //! keep every attention map alive) while it generates or probes.
+//!
+//! "SPEC section N" in these docs is section N of the project's specification,
+//! `docs/spec.md` in the repository: the binding definitions this code follows.
 
 pub mod alloc;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod generate;
 pub mod kernels;
@@ -54,6 +58,7 @@ pub mod weights;
 
 pub use alloc::tune_allocator;
 pub use config::{Config, Family, GenerationDefaults, RopeScaling, TokenIds};
+pub use device::{DeviceSettings, DeviceSpec};
 pub use error::{ModelError, Result};
 pub use generate::{FinishReason, Generation, SamplingParams};
 pub use model::{weight_specs, KvCache, Model, WeightKind, WeightSpec};

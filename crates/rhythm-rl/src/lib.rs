@@ -1,4 +1,4 @@
-//! Tasks, verifiers and (to come) GRPO training with rhythm credit shaping.
+//! Tasks, verifiers and GRPO training with rhythm credit shaping.
 //!
 //! This crate holds everything between a policy model ([`rhythm_model`]) and
 //! the attention-based credit math ([`rhythm_core`]) that reinforcement
@@ -25,13 +25,6 @@
 //! answers by their letter. Each is linear in the response and guarded
 //! against hostile input (megabyte strings, deep nesting, huge numbers).
 //!
-//! **Training** (added separately) builds on these: the GRPO trainer samples
-//! groups of responses per prompt, scores them with the verifiers, forms
-//! group-relative advantages and reshapes them per token with the rhythm
-//! credit of [`rhythm_core`]; alongside it come checkpoints (saving and
-//! resuming policy, optimiser and sampler state) and evaluation on the held
-//! out splits.
-//!
 //! **GRPO** lives in [`grpo`] (the clipped loss with shaped advantages, a
 //! checkpointable AdamW, clipping, the schedule), [`trainer`] (rollout,
 //! the one probe pass per response that yields `logp_old`, entropy and the
@@ -39,6 +32,9 @@
 //! [`config::TrainConfig`], TOML and flags), [`checkpoint`] (atomic
 //! Hugging Face checkpoints with optimizer state, exact resume) and
 //! [`eval`] (greedy pass@1 and sampled avg@k with every instance kept).
+//!
+//! "SPEC section N" in these docs is section N of the project's specification,
+//! `docs/spec.md` in the repository: the binding definitions this code follows.
 
 pub mod checkpoint;
 pub mod config;
