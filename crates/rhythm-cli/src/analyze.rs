@@ -11,71 +11,34 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use rhythm_core::{chunk_ids, HeadSummary, Params, Rhythm};
-use rhythm_model::{LayerSelection, Pretrained, ProbeTuning, SamplingParams, Tensor};
+use rhythm_core::{chunk_ids, HeadSummary, Horizon, Layers, MetricSettings, Params, Rhythm};
+use rhythm_model::{DeviceSettings, Pretrained, ProbeExtras, SamplingParams, Tensor};
 use serde_json::{json, Value};
 
-use crate::common::{parse_horizon, progress, sparkline};
+use crate::common::{progress, sparkline};
 use crate::jsonl::{records_from, write_atomic, Record};
 
 /// The SPEC parameters of the analysis, with the analysis defaults
 /// (`Params::analysis()`: FAI horizon `1:end`).
 #[derive(Args, Clone, Debug)]
 pub struct AnalysisOpts {
-    /// WAAD window W.
-    #[arg(long, default_value_t = 10)]
-    pub window: usize,
-    /// FAI horizon LO:HI (HI may be `end`, meaning N-1). Analysis default 1:end.
-    #[arg(long, default_value = "1:end")]
-    pub horizon: String,
-    /// Fraction q of response tokens selected (preplan and anchor tokens).
-    #[arg(long, default_value_t = 0.4)]
-    pub q: f64,
-    /// Head ratio rho of the local and global groups.
-    #[arg(long, default_value_t = 0.3)]
-    pub head_ratio: f64,
-    /// Fraction of candidate heads that are receiver heads.
-    #[arg(long, default_value_t = 0.1)]
-    pub receiver_ratio: f64,
-    /// Receiver-head proximity p.
-    #[arg(long, default_value_t = 4)]
-    pub proximity: usize,
-    /// Neighbourhood k of locally dominated anchors.
-    #[arg(long, default_value_t = 3)]
-    pub k: usize,
-    /// tau_waad (default: median of WAAD over the response).
-    #[arg(long)]
-    pub tau_waad: Option<f64>,
-    /// tau_delta (default: median of Delta over the response).
-    #[arg(long)]
-    pub tau_delta: Option<f64>,
-    /// Layers to probe: `all`, `sampled` (SPEC section 2) or a comma list.
-    #[arg(long, default_value = "sampled")]
-    pub layers: String,
+    #[command(flatten)]
+    pub metrics: MetricSettings,
 }
 
 impl AnalysisOpts {
-    /// The [`Params`] these flags describe (validated).
+    /// The [`Params`] these flags describe over SPEC's analysis preset
+    /// (horizon `1:end`), validated.
     pub fn params(&self) -> Result<Params> {
-        let p = Params {
-            window: self.window,
-            horizon: parse_horizon(&self.horizon)?,
-            q: self.q,
-            head_ratio: self.head_ratio,
-            receiver_ratio: self.receiver_ratio,
-            proximity: self.proximity,
-            k: self.k,
-            tau_waad: self.tau_waad,
-            tau_delta: self.tau_delta,
-            ..Params::analysis()
-        };
-        p.validate()?;
-        Ok(p)
+        Ok(self.metrics.params(&Params::analysis())?)
     }
 
-    /// The probed layers for `model`.
+    /// The probed layers for `model` (default `sampled`).
     pub fn layers(&self, model: &Pretrained) -> Result<Vec<usize>> {
-        Ok(LayerSelection::parse(&self.layers)?.resolve(model.model.num_layers())?)
+        Ok(self
+            .metrics
+            .layers_or(Layers::Sampled)
+            .resolve(model.model.num_layers())?)
     }
 }
 
@@ -149,6 +112,8 @@ pub struct AnalyzeArgs {
     /// tokenizer.json); default: the bundled Countdown model.
     #[arg(long, default_value = "models/countdown-tiny")]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceSettings,
     /// The prompt text.
     #[arg(long, conflicts_with_all = ["input", "countdown"])]
     pub prompt: Option<String>,
@@ -294,46 +259,22 @@ pub fn probe(
 ) -> Result<Probed> {
     let ids = seq.ids();
     let p = seq.prompt.len();
-    let cfg = params.summary_config(p, ids.len());
-    let m = &model.model;
-    let mut sinks: Vec<Vec<HeadSummary>> = layers
-        .iter()
-        .map(|&l| {
-            (0..m.num_heads())
-                .map(|h| {
-                    let s = HeadSummary::new(l, h, &cfg);
-                    if bins > 0 {
-                        s.with_bins(bins, bins)
-                    } else {
-                        s
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    let (stats, logits) = m.probe_with(
+    let probed = model.model.probe_response(
         &ids,
         p,
         layers,
-        &mut sinks,
-        p,
-        with_logits,
-        ProbeTuning::default(),
+        params,
+        ProbeExtras {
+            bins,
+            logits: with_logits,
+        },
     )?;
-    let summaries: Vec<HeadSummary> = sinks.into_iter().flatten().collect();
-    let rhythm = Rhythm::from_summaries(&summaries, params, None)?;
-    if stats.start != p || stats.entropies.len() != rhythm.n {
-        bail!(
-            "probe returned statistics for positions {}.., expected {p}..",
-            stats.start
-        );
-    }
     Ok(Probed {
-        rhythm,
-        entropy: stats.entropies,
-        logprob: stats.logprobs,
-        summaries,
-        logits,
+        rhythm: probed.rhythm(params, None)?,
+        entropy: probed.entropy,
+        logprob: probed.logprobs,
+        summaries: probed.summaries,
+        logits: probed.logits,
     })
 }
 
@@ -581,7 +522,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     if let (Some(i), Some(rec)) = (args.countdown, records.first_mut()) {
         rec.origin = format!("--countdown {i}");
     }
-    let model = Pretrained::load(&args.model)?;
+    let model = args.device.device.load(&args.model)?;
     if model.tokenizer.is_none() {
         bail!(
             "{}: no tokenizer.json (analyze works on text)",
@@ -616,7 +557,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         layers.len(),
         layers,
         model.model.num_heads(),
-        args.opts.horizon
+        Horizon::from_pair(params.horizon)
     );
     for r in doc["responses"].as_array().expect("array") {
         println!("{}", summary_lines(r));

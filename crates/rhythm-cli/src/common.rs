@@ -2,47 +2,21 @@
 //! (`score`, `probe --stream`, `analyze`): the SPEC parameters as flags, and
 //! the `--json` object.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use rhythm_core::{gamma, CreditInputs, Params, Rhythm, Strategy};
+use rhythm_core::{gamma, CreditInputs, CreditSettings, MetricSettings, Params, Rhythm, Strategy};
 use serde_json::{json, Value};
 
-/// Every SPEC parameter of the metrics and the credit strategies.
-/// Defaults are SPEC's RL defaults.
+/// The rhythm flags of `score` and `probe`: the credit and metric settings
+/// (declared once in [`rhythm_core::settings`]) over SPEC's RL preset, and
+/// the seed of the `random` strategy.
 #[derive(Args, Clone, Debug)]
 pub struct RhythmOpts {
-    /// Credit strategy: none, local, global, coupled, random, entropy,
-    /// local-bottom, global-bottom, coupled-bottom.
-    #[arg(long, default_value = "coupled")]
-    pub strategy: String,
-    /// WAAD window W.
-    #[arg(long, default_value_t = 10)]
-    pub window: usize,
-    /// FAI horizon LO:HI (HI may be `end`, meaning N-1).
-    #[arg(long, default_value = "10:50")]
-    pub horizon: String,
-    /// Fraction q of response tokens selected.
-    #[arg(long, default_value_t = 0.4)]
-    pub q: f64,
-    /// gamma_amp: selected tokens get up to gamma_amp times the advantage.
-    #[arg(long, default_value_t = 1.5)]
-    pub gamma_amp: f64,
-    /// alpha of the coupled strategy.
-    #[arg(long, default_value_t = 0.5)]
-    pub alpha: f64,
-    /// Neighbourhood k of locally dominated anchors.
-    #[arg(long, default_value_t = 3)]
-    pub k: usize,
-    /// Head ratio rho of the local and global groups.
-    #[arg(long, default_value_t = 0.3)]
-    pub head_ratio: f64,
-    /// tau_waad (default: median of WAAD over the response).
-    #[arg(long)]
-    pub tau_waad: Option<f64>,
-    /// tau_delta (default: median of Delta over the response).
-    #[arg(long)]
-    pub tau_delta: Option<f64>,
+    #[command(flatten)]
+    pub credit: CreditSettings,
+    #[command(flatten)]
+    pub metrics: MetricSettings,
     /// Seed of the random strategy.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -50,86 +24,14 @@ pub struct RhythmOpts {
 
 impl RhythmOpts {
     /// The strategy named by `--strategy`.
-    pub fn strategy(&self) -> Result<Strategy> {
-        Ok(self.strategy.parse::<Strategy>()?)
+    pub fn strategy(&self) -> Strategy {
+        self.credit.strategy
     }
 
     /// The [`Params`] these flags describe (validated).
     pub fn params(&self) -> Result<Params> {
-        let horizon = parse_horizon(&self.horizon)?;
-        let p = Params {
-            window: self.window,
-            horizon,
-            q: self.q,
-            head_ratio: self.head_ratio,
-            k: self.k,
-            gamma_amp: self.gamma_amp,
-            alpha: self.alpha,
-            tau_waad: self.tau_waad,
-            tau_delta: self.tau_delta,
-            seed: self.seed,
-            ..Params::rl()
-        };
-        p.validate()?;
-        Ok(p)
-    }
-}
-
-/// Parses `LO:HI` where HI may be `end`.
-pub fn parse_horizon(s: &str) -> Result<(usize, usize)> {
-    let (lo, hi) = s
-        .split_once(':')
-        .with_context(|| format!("--horizon '{s}': expected LO:HI, e.g. 10:50 or 1:end"))?;
-    let lo: usize = lo
-        .trim()
-        .parse()
-        .with_context(|| format!("--horizon '{s}': LO must be a non-negative integer"))?;
-    let hi: usize = match hi.trim() {
-        "end" => usize::MAX,
-        h => h.parse().with_context(|| {
-            format!("--horizon '{s}': HI must be a non-negative integer or 'end'")
-        })?,
-    };
-    if lo > hi {
-        bail!("--horizon '{s}': expected LO <= HI");
-    }
-    Ok((lo, hi))
-}
-
-/// Which layers to use, from `--layers` (`all`, `sampled`, or a comma list),
-/// given the layers that exist.
-pub fn select_layers(
-    spec: Option<&str>,
-    available: &[usize],
-    num_layers: usize,
-) -> Result<Vec<usize>> {
-    match spec.map(str::trim) {
-        None | Some("all") => Ok(available.to_vec()),
-        Some("sampled") => {
-            let want = rhythm_core::sample_layers(num_layers);
-            for l in &want {
-                if !available.contains(l) {
-                    bail!("--layers sampled needs layer {l}, which is not available (have {available:?})");
-                }
-            }
-            Ok(want)
-        }
-        Some(list) => {
-            let mut out = Vec::new();
-            for part in list.split(',') {
-                let l: usize = part.trim().parse().with_context(|| {
-                    format!("--layers '{list}': '{part}' is not a layer number (expected all, sampled or a comma-separated list)")
-                })?;
-                if !available.contains(&l) {
-                    bail!("--layers: unknown layer {l} (available: {available:?})");
-                }
-                if !out.contains(&l) {
-                    out.push(l);
-                }
-            }
-            out.sort_unstable();
-            Ok(out)
-        }
+        let p = self.metrics.params(&Params::rl())?;
+        Ok(self.credit.apply(&p, self.seed)?)
     }
 }
 

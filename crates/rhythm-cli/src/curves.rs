@@ -20,7 +20,8 @@
 //! runs at the steps that every run has (runs of different lengths are cut
 //! to the common steps); `--start-accuracy` adds the starting model's
 //! accuracy at step 0 of every eval curve. The thick eval line is
-//! [`ema_of_running_peak`], the thick training line [`ema`] of the mean.
+//! the paper's smoothing ([`paper_ema`], appendix A.2), the thick training
+//! line the plain [`ema`] of the mean.
 //!
 //! Outputs (each written atomically) under `--out DIR`: `summary.json`
 //! (accuracies as fractions in `[0, 1]`), `table.md` (percent),
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use rhythm_rl::config::TrainConfig;
 use serde_json::{json, Value};
 
 use crate::jsonl::write_atomic;
@@ -166,20 +168,18 @@ pub fn ema(x: &[f64], factor: f64) -> Vec<f64> {
     out
 }
 
-/// Running maximum: `m_t = max(x_0, ..., x_t)`.
-pub fn running_max(x: &[f64]) -> Vec<f64> {
-    let mut m = f64::NEG_INFINITY;
-    x.iter()
-        .map(|&v| {
-            m = m.max(v);
-            m
-        })
-        .collect()
-}
-
-/// The "EMA of the running peak": [`ema`] of [`running_max`] of `x`.
-pub fn ema_of_running_peak(x: &[f64], factor: f64) -> Vec<f64> {
-    ema(&running_max(x), factor)
+/// The smoothing of the paper's appendix A.2, an EMA that only rises with
+/// a new high: `s_0 = x_0`, `s_t = f * max(x_t, s_{t-1}) + (1 - f) * s_{t-1}`.
+pub fn paper_ema(x: &[f64], factor: f64) -> Vec<f64> {
+    let mut out: Vec<f64> = Vec::with_capacity(x.len());
+    for &v in x {
+        let s = match out.last() {
+            None => v,
+            Some(&prev) => factor * v.max(prev) + (1.0 - factor) * prev,
+        };
+        out.push(s);
+    }
+    out
 }
 
 /// Mean of the curves at the steps that all of them have.
@@ -208,53 +208,12 @@ fn method_key(name: &str) -> (usize, String) {
     (i, name.to_string())
 }
 
-/// The 1-based line of `text` that holds top-level key `key`, if any.
-fn key_line(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|l| {
-        l.trim_start()
-            .strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-    })
-}
-
-/// Reads `strategy` (default `coupled`, as in `TrainConfig`) and `seed`
-/// (default 0) from the text of a run's `config.toml` (`name` is used in
-/// messages).
+/// Reads a run's `config.toml` as the trainer wrote it ([`TrainConfig`],
+/// whose defaults apply to missing keys) and returns its strategy (the
+/// method) and seed (`name` is used in messages).
 pub fn parse_config(name: &str, text: &str) -> Result<(String, u64)> {
-    let table: toml::Table = match toml::from_str(text) {
-        Ok(t) => t,
-        Err(e) => {
-            let msg = e.message().trim().replace('\n', " ");
-            match e.span() {
-                Some(sp) => {
-                    let line = text[..sp.start.min(text.len())].matches('\n').count() + 1;
-                    bail!("{name}:{line}: not valid TOML: {msg}")
-                }
-                None => bail!("{name}: not valid TOML: {msg}"),
-            }
-        }
-    };
-    let at = |key: &str| match key_line(text, key) {
-        Some(i) => format!("{name}:{}", i + 1),
-        None => name.to_string(),
-    };
-    let strategy = match table.get("strategy") {
-        None => "coupled".to_string(),
-        Some(toml::Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-        Some(v) => bail!(
-            "{}: \"strategy\" must be a non-empty string, got {v}",
-            at("strategy")
-        ),
-    };
-    let seed = match table.get("seed") {
-        None => 0,
-        Some(toml::Value::Integer(i)) if *i >= 0 => *i as u64,
-        Some(v) => bail!(
-            "{}: \"seed\" must be a non-negative integer, got {v}",
-            at("seed")
-        ),
-    };
-    Ok((strategy, seed))
+    let cfg = TrainConfig::from_toml_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    Ok((cfg.credit.strategy.name().to_string(), cfg.seed))
 }
 
 /// Parses the text of a run's `metrics.jsonl` (`name` is used in messages).
@@ -621,7 +580,7 @@ pub fn summary_json(
                 "final_train": ms(m.final_train()),
                 "response_len": ms(m.response_len()),
                 "runs": runs,
-                "eval_curve": {"step": es, "mean": ev, "peak_ema": ema_of_running_peak(&ev, ema_factor)},
+                "eval_curve": {"step": es, "mean": ev, "peak_ema": paper_ema(&ev, ema_factor)},
                 "train_curve": {"step": ts, "mean": tv, "ema": ema(&tv, ema_factor)},
             })
         })
@@ -898,7 +857,7 @@ fn figures(methods: &[MethodSummary], ema_factor: f64, title: Option<&str>) -> (
             n: m.runs.len(),
             colour: c.to_string(),
             raw: zip(&xs, ys.clone()),
-            smooth: zip(&xs, ema_of_running_peak(&ys, ema_factor)),
+            smooth: zip(&xs, paper_ema(&ys, ema_factor)),
         });
         let (xs, ys) = pct(&m.train_curve);
         train.push(Series {
@@ -917,7 +876,7 @@ fn figures(methods: &[MethodSummary], ema_factor: f64, title: Option<&str>) -> (
         &head("eval accuracy"),
         "step",
         "eval accuracy (%)",
-        &format!("mean over seeds\nthin: raw mean\nthick: EMA ({ema_factor}) of running peak"),
+        &format!("mean over seeds\nthin: raw mean\nthick: paper EMA ({ema_factor}), rises with new highs"),
         &eval,
     );
     let train_svg = svg_chart(
@@ -981,11 +940,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ema_of_running_peak_by_hand() {
+    fn paper_ema_by_hand() {
+        // s = 0.1; 0.5*0.3 + 0.05 = 0.2; 0.5*max(0.2, 0.2) + 0.1 = 0.2;
+        // 0.5*0.5 + 0.1 = 0.35; 0.5*max(0.4, 0.35) + 0.175 = 0.375. (The EMA
+        // of the running peak, plotted before, gives 0.25 and 0.4375 at t = 2, 4.)
         let x = [0.1, 0.3, 0.2, 0.5, 0.4];
-        assert_eq!(running_max(&x), vec![0.1, 0.3, 0.3, 0.5, 0.5]);
-        let e = ema_of_running_peak(&x, 0.5);
-        let want = [0.1, 0.2, 0.25, 0.375, 0.4375];
+        let e = paper_ema(&x, 0.5);
+        let want = [0.1, 0.2, 0.2, 0.35, 0.375];
         for (a, b) in e.iter().zip(want) {
             assert!((a - b).abs() < 1e-12, "{e:?}");
         }
@@ -1044,10 +1005,16 @@ mod tests {
             assert!(e.starts_with(want), "{e}");
             assert!(!e.contains('\n'), "{e}");
         }
-        let e = parse_config("c.toml", "model = \"x\"\nstrategy = 3\n").unwrap_err();
-        assert!(e.to_string().starts_with("c.toml:2: \"strategy\""), "{e}");
-        let e = parse_config("c.toml", "seed = 1\nstrategy = \n").unwrap_err();
-        assert!(e.to_string().starts_with("c.toml:2: not valid TOML"), "{e}");
+        for (text, want) in [
+            ("model = \"x\"\nstrategy = 3\n", "line 2"),
+            ("strategy = \"best\"\n", "unknown strategy 'best'"),
+            ("seed = 1\nstrategy = \n", "line 2"),
+            ("sead = 1\n", "unknown key `sead`"),
+        ] {
+            let e = parse_config("c.toml", text).unwrap_err().to_string();
+            assert!(e.starts_with("c.toml: ") && e.contains(want), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
         assert_eq!(
             parse_config("c.toml", "strategy = \"local\"\nseed = 4\n").unwrap(),
             ("local".to_string(), 4)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use rhythm_model::Pretrained;
+use rhythm_model::DeviceSettings;
 use rhythm_rl::config::{Style, TaskKind, TrainConfig};
 use rhythm_rl::eval::{evaluate, EvalConfig};
 use rhythm_rl::trainer::load_tasks;
@@ -16,6 +16,8 @@ pub struct EvalArgs {
     /// A Hugging Face model directory (with tokenizer.json).
     #[arg(long, default_value = "models/countdown-tiny")]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceSettings,
     /// Task family: countdown, math or choice.
     #[arg(long, value_enum, default_value_t = TaskKind::Countdown)]
     pub task: TaskKind,
@@ -104,7 +106,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(n) = args.limit {
         tasks.truncate(n);
     }
-    let model = Pretrained::load(&args.model)?;
+    let model = args.device.device.load(&args.model)?;
     let ec = EvalConfig {
         k: args.k,
         temperature: args.temperature,

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use anyhow::Result;
 use clap::Args;
-use rhythm_model::{Pretrained, SamplingParams};
+use rhythm_model::{DeviceSettings, SamplingParams};
 use serde_json::{json, Value};
 
 use crate::analyze::{params_json, prepare, probe, AnalysisOpts};
@@ -101,6 +101,8 @@ pub struct PerturbArgs {
     /// A local Hugging Face model directory; default: the bundled Countdown model.
     #[arg(long, default_value = "models/countdown-tiny")]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceSettings,
     /// A JSONL file of `{"prompt": ..., "response": ...}` lines; without a
     /// response, the greedy response is generated.
     #[arg(long)]
@@ -143,7 +145,7 @@ pub fn run(args: &PerturbArgs) -> Result<()> {
     }
     let params = args.opts.params()?;
     let records = read_records(&args.input)?;
-    let model = Pretrained::load(&args.model)?;
+    let model = args.device.device.load(&args.model)?;
     let layers = args.opts.layers(&model)?;
     let eos = model.eos_token_ids();
     let greedy = SamplingParams {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use rhythm_model::DType;
+use rhythm_model::{DType, DeviceSettings};
 use rhythm_rl::pretrain::{self, Event, Paths, PretrainConfig};
 
 /// Flags of `rhythm pretrain`.
@@ -28,6 +28,8 @@ pub struct PretrainArgs {
     /// later with `--resume`.
     #[arg(long)]
     pub stop_at: Option<usize>,
+    #[command(flatten)]
+    pub device: DeviceSettings,
     /// Skip the final greedy evaluation on the whole test split.
     #[arg(long)]
     pub no_eval: bool,
@@ -137,6 +139,7 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
         resume: args.resume,
         final_eval: !args.no_eval,
         stop_at: args.stop_at,
+        device: args.device.device,
     };
     let bar = crate::common::progress(cfg.steps as u64, "");
     let log_every = args.log_every.max(1);

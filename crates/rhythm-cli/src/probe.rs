@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use rhythm_core::Layers;
 use rhythm_core::Rhythm;
-use rhythm_model::{LayerSelection, Pretrained, Tensor};
+use rhythm_model::{DeviceSettings, Pretrained, ProbeExtras, Tensor};
 
 use crate::common::{gamma_for, rhythm_json, summary_text, RhythmOpts};
 
@@ -27,6 +28,8 @@ pub struct ProbeArgs {
     /// A local Hugging Face model directory (config.json, *.safetensors).
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceSettings,
     /// Input text (prompt + response), tokenized with the model's tokenizer.json.
     #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
     pub text: Option<String>,
@@ -36,9 +39,6 @@ pub struct ProbeArgs {
     /// First response position P (stored as metadata `response_start`).
     #[arg(long)]
     pub response_start: Option<usize>,
-    /// Layers to probe: `all`, `sampled` (SPEC section 2) or a comma list.
-    #[arg(long, default_value = "sampled")]
-    pub layers: String,
     /// Output safetensors file (`logits`, `attn.{layer}`).
     #[arg(long, required_unless_present = "stream")]
     pub out: Option<PathBuf>,
@@ -79,7 +79,7 @@ pub fn parse_ids(spec: &str) -> Result<Vec<u32>> {
 
 /// Loads the model and the input ids named by `args`.
 pub fn load_inputs(args: &ProbeArgs) -> Result<(Pretrained, Vec<u32>)> {
-    let model = Pretrained::load(&args.model)?;
+    let model = args.device.device.load(&args.model)?;
     let ids = match (&args.text, &args.ids) {
         (Some(text), None) => model.encode(text)?,
         (None, Some(spec)) => parse_ids(spec)?,
@@ -102,7 +102,11 @@ pub fn load_inputs(args: &ProbeArgs) -> Result<(Pretrained, Vec<u32>)> {
 
 /// The probed layers of `args` for `model`.
 pub fn probe_layers(args: &ProbeArgs, model: &Pretrained) -> Result<Vec<usize>> {
-    Ok(LayerSelection::parse(&args.layers)?.resolve(model.model.num_layers())?)
+    Ok(args
+        .opts
+        .metrics
+        .layers_or(Layers::Sampled)
+        .resolve(model.model.num_layers())?)
 }
 
 /// Runs `rhythm probe`.
@@ -164,7 +168,7 @@ pub fn write_maps(
 
 /// Streamed mode: summaries straight from the forward pass, then the rhythm.
 fn run_stream(args: &ProbeArgs, model: &Pretrained, ids: &[u32], layers: &[usize]) -> Result<()> {
-    let strategy = args.opts.strategy()?;
+    let strategy = args.opts.strategy();
     let params = args.opts.params()?;
     let p = match args.response_start {
         Some(p) if p >= 1 => p,
@@ -173,10 +177,11 @@ fn run_stream(args: &ProbeArgs, model: &Pretrained, ids: &[u32], layers: &[usize
         }
         None => bail!("--stream needs --response-start P"),
     };
-    let cfg = params.summary_config(p, ids.len());
-    let probe = model.model.probe_streamed(ids, &cfg, layers)?;
-    let r = Rhythm::from_summaries(&probe.summaries, &params, None)?;
-    let g = gamma_for(&r, strategy, Some(&probe.stats.entropies), &params)?;
+    let probed = model
+        .model
+        .probe_response(ids, p, layers, &params, ProbeExtras::default())?;
+    let r = probed.rhythm(&params, None)?;
+    let g = gamma_for(&r, strategy, Some(&probed.entropy), &params)?;
     if args.json {
         println!("{}", rhythm_json(&r, &g));
     } else {

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use rhythm_core::{entropy, HeadMap, HeadSummary, Rhythm};
+use rhythm_core::{entropy, HeadMap, HeadSummary, Layers, Rhythm};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::common::{gamma_for, rhythm_json, select_layers, summary_text, RhythmOpts};
+use crate::common::{gamma_for, rhythm_json, summary_text, RhythmOpts};
 
 /// Arguments of `rhythm score`.
 #[derive(Args, Debug)]
@@ -24,9 +24,6 @@ pub struct ScoreArgs {
     /// First response position P (default: the file's `response_start` metadata).
     #[arg(long)]
     pub response_start: Option<usize>,
-    /// Layers to use: `all` (default), `sampled` (SPEC section 2), or a comma list.
-    #[arg(long)]
-    pub layers: Option<String>,
     /// Print the JSON object instead of the readable summary.
     #[arg(long)]
     pub json: bool,
@@ -207,7 +204,7 @@ pub fn summarize_maps(
 
 /// Runs `rhythm score`.
 pub fn run(args: &ScoreArgs) -> Result<()> {
-    let strategy = args.opts.strategy()?;
+    let strategy = args.opts.strategy();
     let params = args.opts.params()?;
     let file = read_maps(&args.maps)?;
     let p = match (args.response_start, file.response_start) {
@@ -223,7 +220,11 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
     }
     let available: Vec<usize> = file.layers.keys().copied().collect();
     let num_layers = available.last().map_or(0, |l| l + 1);
-    let layers = select_layers(args.layers.as_deref(), &available, num_layers)?;
+    let layers = args
+        .opts
+        .metrics
+        .layers_or(Layers::All)
+        .resolve_in(&available, num_layers)?;
     let cfg = params.summary_config(p, n);
     let summaries = summarize_maps(&args.maps, &file, &layers, &cfg)?;
     let r = Rhythm::from_summaries(&summaries, &params, None)?;

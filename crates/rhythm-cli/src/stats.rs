@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use rhythm_core::CouplingStats;
-use rhythm_model::Pretrained;
+use rhythm_model::DeviceSettings;
 use serde_json::{json, Value};
 
 use crate::analyze::{params_json, prepare, probe, AnalysisOpts, GenOpts};
@@ -22,6 +22,8 @@ pub struct StatsArgs {
     /// A local Hugging Face model directory; default: the bundled Countdown model.
     #[arg(long, default_value = "models/countdown-tiny")]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceSettings,
     /// A JSONL file of `{"prompt": ..., "response": ...}` lines (response optional).
     #[arg(long)]
     pub input: PathBuf,
@@ -90,7 +92,7 @@ pub fn table_text(doc: &Value) -> String {
 pub fn run(args: &StatsArgs) -> Result<()> {
     let params = args.opts.params()?;
     let records = read_records(&args.input)?;
-    let model = Pretrained::load(&args.model)?;
+    let model = args.device.device.load(&args.model)?;
     let layers = args.opts.layers(&model)?;
     let sampling = args.gen.sampling(&model);
     let mut acc = CouplingStats::new();

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rhythm_core::Strategy;
+use rhythm_core::{CreditSettings, Strategy};
 use rhythm_rl::config::TrainConfig;
 use rhythm_rl::trainer::StepMetrics;
 use serde_json::{json, Value};
@@ -59,7 +59,7 @@ fn close_all(v: &Value, want: &[f64]) {
     }
 }
 
-/// Five runs in four methods (none x2, coupled x2, alpha, zz-custom); the
+/// Five runs in four methods (none x2, coupled x2, global-bottom, local-bottom: the last two are not in METHOD_ORDER, so they follow alphabetically); the
 /// run dirs in a scrambled order.
 fn fixture(root: &Path) -> Vec<PathBuf> {
     // coupled seed 0: a real StepMetrics serialization; eval 0.2, 0.5, 0.4.
@@ -86,7 +86,10 @@ fn fixture(root: &Path) -> Vec<PathBuf> {
         .collect();
     // coupled seed 1: the config file `rhythm train` writes; eval 0.3, 0.3, 0.6.
     let c1_cfg = TrainConfig {
-        strategy: Strategy::Coupled,
+        credit: CreditSettings {
+            strategy: Strategy::Coupled,
+            ..CreditSettings::default()
+        },
         seed: 1,
         ..TrainConfig::default()
     }
@@ -134,10 +137,10 @@ fn fixture(root: &Path) -> Vec<PathBuf> {
         .collect();
     let z: Vec<String> = vec![line(1, 0.1, 7.0, Some(0.1))];
     vec![
-        write_run(root, "zz", &cfg("zz-custom", 3), &z),
+        write_run(root, "zz", &cfg("local-bottom", 3), &z),
         write_run(root, "c1", &c1_cfg, &c1),
         write_run(root, "n0", &cfg("none", 0), &n0),
-        write_run(root, "alpha", &cfg("alpha", 9), &a),
+        write_run(root, "global-bottom", &cfg("global-bottom", 9), &a),
         write_run(root, "c0", &cfg("coupled", 0), &c0),
         write_run(root, "n1", &cfg("none", 1), &n1),
     ]
@@ -183,7 +186,7 @@ fn groups_runs_and_computes_the_figures() {
         .iter()
         .map(|m| m["method"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["none", "coupled", "alpha", "zz-custom"]);
+    assert_eq!(names, ["none", "coupled", "global-bottom", "local-bottom"]);
     let ns: Vec<u64> = methods.iter().map(|m| m["n"].as_u64().unwrap()).collect();
     assert_eq!(ns, [2, 2, 1, 1]);
     let s2 = std::f64::consts::SQRT_2;
@@ -212,8 +215,9 @@ fn groups_runs_and_computes_the_figures() {
     // Curves over the common steps only, the start accuracy at step 0.
     assert_eq!(none["eval_curve"]["step"], json!([0, 4, 8]));
     close_all(&none["eval_curve"]["mean"], &[0.1, 0.2, 0.15]);
-    // running peak 0.1, 0.2, 0.2; EMA(0.5): 0.1, 0.15, 0.175.
-    close_all(&none["eval_curve"]["peak_ema"], &[0.1, 0.15, 0.175]);
+    // The paper's smoothing, s_t = 0.5 max(x_t, s_{t-1}) + 0.5 s_{t-1}:
+    // 0.1; 0.5*0.2 + 0.05 = 0.15; 0.5*max(0.15, 0.15) + 0.075 = 0.15.
+    close_all(&none["eval_curve"]["peak_ema"], &[0.1, 0.15, 0.15]);
     assert_eq!(none["train_curve"]["step"], json!([1, 2, 3, 4, 5, 6, 7, 8]));
     close_all(&none["train_curve"]["mean"], &[0.4; 8]);
 
@@ -238,8 +242,8 @@ fn groups_runs_and_computes_the_figures() {
     assert_eq!(c["runs"][1]["peak_step"], 8);
     assert_eq!(c["eval_curve"]["step"], json!([0, 4, 8, 12]));
     close_all(&c["eval_curve"]["mean"], &[0.1, 0.25, 0.4, 0.5]);
-    // The EMA of the running peak by hand: peak 0.1, 0.25, 0.4, 0.5;
-    // s = 0.1, 0.5*0.25+0.5*0.1 = 0.175, 0.2875, 0.39375.
+    // The paper's smoothing by hand (a rising series): s = 0.1,
+    // 0.5*0.25+0.5*0.1 = 0.175, 0.5*0.4+0.5*0.175 = 0.2875, 0.39375.
     close_all(&c["eval_curve"]["peak_ema"], &[0.1, 0.175, 0.2875, 0.39375]);
     let tm: Vec<f64> = (1..=12).map(|t| 0.015 * t as f64).collect();
     close_all(&c["train_curve"]["mean"], &tm);
@@ -252,21 +256,22 @@ fn groups_runs_and_computes_the_figures() {
     }
     close_all(&c["train_curve"]["ema"], &want);
 
-    // alpha: one run, std null; eval 0.65, 0.5 at steps 2, 4.
+    // global-bottom: one run, std null; eval 0.65, 0.5 at steps 2, 4.
     let a = &methods[2];
     close(&a["final_eval"]["mean"], 0.5);
     assert!(a["final_eval"]["std"].is_null());
     close(&a["peak_eval"]["mean"], 0.65);
     assert_eq!(a["runs"][0]["peak_step"], 2);
     assert_eq!(a["runs"][0]["seed"], 9);
-    // A falling series: the running peak stays at 0.65 after step 2.
-    close_all(&a["eval_curve"]["peak_ema"], &[0.1, 0.375, 0.5125]);
+    // A falling series: 0.1; 0.5*0.65 + 0.05 = 0.375; then x = 0.5 is above
+    // s = 0.375: 0.5*0.5 + 0.5*0.375 = 0.4375.
+    close_all(&a["eval_curve"]["peak_ema"], &[0.1, 0.375, 0.4375]);
 
     // The table: rows in method order, mean ± std in percent.
     let rows: Vec<&str> = stdout
         .lines()
         .filter(|l| {
-            ["none ", "coupled ", "alpha ", "zz-custom "]
+            ["none ", "coupled ", "global-bottom ", "local-bottom "]
                 .iter()
                 .any(|m| l.starts_with(m))
         })
@@ -280,8 +285,8 @@ fn groups_runs_and_computes_the_figures() {
     for cell in ["50.0 ± 14.1", "55.0 ± 7.1", "22.5 ± 7.1"] {
         assert!(rows[1].contains(cell), "{}: no {cell}", rows[1]);
     }
-    assert!(rows[2].starts_with("alpha ") && rows[2].contains("50.0 ± -"));
-    assert!(rows[3].starts_with("zz-custom "));
+    assert!(rows[2].starts_with("global-bottom ") && rows[2].contains("50.0 ± -"));
+    assert!(rows[3].starts_with("local-bottom "));
     assert!(stdout.starts_with("Countdown <tiny>"), "{stdout}");
 
     // table.md: the same cells, as Markdown.
@@ -312,7 +317,7 @@ fn groups_runs_and_computes_the_figures() {
         assert!(svg.contains(title), "{name}");
         assert!(svg.contains(">step</text>"), "{name}");
         assert_eq!(svg.matches("<svg").count(), 1, "{name}: one document");
-        for m in ["none", "coupled", "alpha", "zz-custom"] {
+        for m in ["none", "coupled", "global-bottom", "local-bottom"] {
             let lines = svg
                 .matches(&format!("<polyline class=\"raw\" data-method=\"{m}\""))
                 .count()
@@ -367,7 +372,7 @@ fn defaults_without_start_accuracy() {
     let c = &doc["methods"][0];
     assert_eq!(c["method"], "coupled");
     assert_eq!(c["eval_curve"]["step"], json!([4, 8, 12]));
-    // eval 0.3, 0.3, 0.6: running peak 0.3, 0.3, 0.6; EMA(0.3): 0.3, 0.3, 0.39.
+    // eval 0.3, 0.3, 0.6, paper's smoothing with 0.3: 0.3, 0.3, 0.3*0.6 + 0.7*0.3 = 0.39.
     close_all(&c["eval_curve"]["peak_ema"], &[0.3, 0.3, 0.39]);
 }
 

@@ -90,17 +90,23 @@ impl Params {
                 self.alpha
             )));
         }
-        if !self.gamma_amp.is_finite() {
+        if !(self.gamma_amp.is_finite() && self.gamma_amp >= 0.0) {
             return Err(CoreError::Param(format!(
-                "gamma_amp = {}, expected a finite number",
+                "gamma_amp = {}, expected a finite number >= 0",
                 self.gamma_amp
             )));
         }
-        if self.window == 0 {
-            return Err(CoreError::Param("window = 0, expected at least 1".into()));
-        }
-        if self.k == 0 {
-            return Err(CoreError::Param("k = 0, expected at least 1".into()));
+        let max = crate::settings::MAX_DISTANCE;
+        for (name, v, min) in [
+            ("window", self.window, 1),
+            ("k", self.k, 1),
+            ("proximity", self.proximity, 0),
+        ] {
+            if v < min || v > max {
+                return Err(CoreError::Param(format!(
+                    "{name} = {v}, expected a whole number in {min}..={max}"
+                )));
+            }
         }
         if self.horizon.0 > self.horizon.1 {
             return Err(CoreError::Param(format!(

@@ -119,7 +119,11 @@ impl Layers {
 
     /// The layer indices among `available` (e.g. the maps a file holds) of
     /// a model of `num_layers` layers; every chosen layer must be available.
-    pub fn resolve_in(&self, available: &[usize], num_layers: usize) -> Result<Vec<usize>, CoreError> {
+    pub fn resolve_in(
+        &self,
+        available: &[usize],
+        num_layers: usize,
+    ) -> Result<Vec<usize>, CoreError> {
         let want = match self {
             Layers::All => return Ok(available.to_vec()),
             Layers::Sampled => crate::sample_layers(num_layers),
@@ -220,7 +224,7 @@ pub struct MetricSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<Layers>,
     /// WAAD window W. Default 10.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000).map(|v| v as usize)))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 10, value_parser = positive))]
     pub window: usize,
     /// FAI horizon `LO:HI` (`HI` may be `end`). Default `10:50` (SPEC's RL
     /// default) for score, probe and train; `1:end` (analysis) for analyze,
@@ -239,10 +243,10 @@ pub struct MetricSettings {
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.1, value_parser = fraction))]
     pub receiver_ratio: f64,
     /// Receiver-head proximity p. Default 4.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(0..=1_000_000_000).map(|v| v as usize)))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 4, value_parser = count))]
     pub proximity: usize,
     /// Neighbourhood k of locally dominated anchors. Default 3.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000).map(|v| v as usize)))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 3, value_parser = positive))]
     pub k: usize,
     /// tau_waad. Default: the median of WAAD over the response.
     #[cfg_attr(feature = "clap", arg(long, value_parser = finite))]
@@ -342,6 +346,27 @@ impl CreditSettings {
     }
 }
 
+/// Largest accepted window, proximity or neighbourhood (any sequence is
+/// shorter; the bound keeps position arithmetic far from overflow).
+pub const MAX_DISTANCE: usize = 1_000_000_000;
+
+/// Parses a whole number in `0..=MAX_DISTANCE` (flags).
+pub fn count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v <= MAX_DISTANCE => Ok(v),
+        Ok(v) => Err(format!("{v} is larger than {MAX_DISTANCE}")),
+        Err(_) => Err(format!("'{s}' is not a whole number >= 0")),
+    }
+}
+
+/// Parses a whole number in `1..=MAX_DISTANCE` (flags).
+pub fn positive(s: &str) -> Result<usize, String> {
+    match count(s)? {
+        0 => Err("0 is not allowed, expected at least 1".into()),
+        v => Ok(v),
+    }
+}
+
 /// Parses a finite number (flags).
 pub fn finite(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
@@ -399,7 +424,10 @@ mod tests {
 
     #[test]
     fn layers_parse_resolve_and_name_what_is_missing() {
-        assert_eq!("5, 3,5".parse::<Layers>().unwrap(), Layers::List(vec![3, 5]));
+        assert_eq!(
+            "5, 3,5".parse::<Layers>().unwrap(),
+            Layers::List(vec![3, 5])
+        );
         assert_eq!(
             Layers::Sampled.resolve(36).unwrap(),
             vec![12, 15, 18, 21, 24]
@@ -407,7 +435,10 @@ mod tests {
         assert_eq!(Layers::All.resolve(3).unwrap(), vec![0, 1, 2]);
         let e = Layers::List(vec![7]).resolve(4).unwrap_err().to_string();
         assert!(e.contains("layer 7 is not available (have 0..=3)"), "{e}");
-        let e = Layers::Sampled.resolve_in(&[0, 2], 4).unwrap_err().to_string();
+        let e = Layers::Sampled
+            .resolve_in(&[0, 2], 4)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("layer 1 is not available (have [0, 2])"), "{e}");
         let e = "1,x".parse::<Layers>().unwrap_err().to_string();
         assert!(e.contains("'x' is not a layer number"), "{e}");
@@ -430,7 +461,11 @@ mod tests {
             q: 0.0,
             ..MetricSettings::default()
         };
-        assert!(bad.params(&Params::rl()).unwrap_err().to_string().contains("q = 0"));
+        assert!(bad
+            .params(&Params::rl())
+            .unwrap_err()
+            .to_string()
+            .contains("q = 0"));
     }
 
     #[test]
@@ -441,5 +476,11 @@ mod tests {
         assert!(nonnegative("-1").unwrap_err().contains("negative"));
         assert!(unit("1.5").unwrap_err().contains("outside [0, 1]"));
         assert!(finite("inf").is_err());
+        assert_eq!(positive("3"), Ok(3));
+        assert!(positive("0").unwrap_err().contains("at least 1"));
+        assert!(count("18446744073709551615")
+            .unwrap_err()
+            .contains("larger than"));
+        assert!(count("-2").unwrap_err().contains("not a whole number"));
     }
 }

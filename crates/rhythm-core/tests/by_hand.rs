@@ -438,7 +438,10 @@ fn six_heads_two_layers_at_rl_defaults_by_hand() {
         coupled[o] = v;
     }
     assert_eq!(g(Strategy::Coupled), coupled);
-    assert_eq!(g(Strategy::Local), boosted(&[0, 1, 2, 3, 4, 7, 11, 15], 1.5));
+    assert_eq!(
+        g(Strategy::Local),
+        boosted(&[0, 1, 2, 3, 4, 7, 11, 15], 1.5)
+    );
     assert_eq!(g(Strategy::Global), boosted(&[1, 2, 3, 4, 5, 6, 7, 8], 1.5));
     // Bottom: FAI is defined on o0..=o9 (s <= 13), ceil_q(0.4, 10) = 4:
     // o9 (0), o0 (1/20), o1 (1/18), o3 (1/14). The FAI-0 tail o10..=19 (the

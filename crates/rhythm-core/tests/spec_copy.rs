@@ -16,6 +16,9 @@ fn docs_spec_is_in_step_with_the_shared_spec() {
             "docs/spec.md differs from {}: copy it over",
             shared.display()
         ),
-        Err(_) => eprintln!("no {} beside the checkout: nothing to compare", shared.display()),
+        Err(_) => eprintln!(
+            "no {} beside the checkout: nothing to compare",
+            shared.display()
+        ),
     }
 }

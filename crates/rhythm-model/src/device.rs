@@ -97,7 +97,11 @@ impl fmt::Display for DeviceSpec {
 impl FromStr for DeviceSpec {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || invalid(format!("'{s}': expected cpu, cuda, cuda:N (N a GPU number) or metal"));
+        let bad = || {
+            invalid(format!(
+                "'{s}': expected cpu, cuda, cuda:N (N a GPU number) or metal"
+            ))
+        };
         match s.trim() {
             "cpu" => Ok(DeviceSpec::Cpu),
             "cuda" => Ok(DeviceSpec::Cuda(0)),

@@ -53,6 +53,7 @@ pub mod model;
 pub mod ops;
 pub mod pretrained;
 pub mod probe;
+pub mod rhythm_probe;
 pub mod rope;
 pub mod weights;
 
@@ -67,6 +68,7 @@ pub use pretrained::{load_tokenizer, save_pretrained, LoadOptions, Pretrained};
 pub use probe::{
     CapturedProbe, LayerSelection, MapSink, ProbeTuning, RowSink, StreamedProbe, TokenStats,
 };
+pub use rhythm_probe::{ProbeExtras, ProbedResponse};
 pub use weights::{write_safetensors, write_safetensors_atomic};
 
 pub use candle_core::{DType, Device, Tensor};

@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use rhythm_core::{Params, Strategy};
+use rhythm_core::{CreditSettings, Horizon, Layers, MetricSettings, Params};
+use rhythm_model::DeviceSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::tasks::PromptStyle;
@@ -87,7 +88,7 @@ pub enum TaskKind {
 /// Every setting of a GRPO run. TOML keys are the field names; flags are
 /// the same names in kebab case (`prompts_per_batch` = `--prompts-per-batch`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TrainConfig {
     // ---- model and data ----
     /// Policy model: a Hugging Face directory (config.json, model.safetensors,
@@ -122,35 +123,18 @@ pub struct TrainConfig {
     pub format_score: f32,
 
     // ---- rhythm credit (SPEC 3-8) ----
-    /// Credit strategy: none, local, global, coupled, random, entropy,
-    /// local-bottom, global-bottom, coupled-bottom. Default `coupled`.
-    #[arg(long, default_value_t = Strategy::Coupled)]
-    pub strategy: Strategy,
-    /// Fraction q of response tokens boosted. Default 0.4.
-    #[arg(long, default_value_t = 0.4)]
-    pub q: f64,
-    /// gamma_amp: boosted tokens get up to this times the advantage. Default 1.5.
-    #[arg(long, default_value_t = 1.5)]
-    pub gamma_amp: f64,
-    /// alpha of the coupled strategy. Default 0.5.
-    #[arg(long, default_value_t = 0.5)]
-    pub alpha: f64,
-    /// Neighbourhood k of locally dominated anchors. Default 3.
-    #[arg(long, default_value_t = 3)]
-    pub k: usize,
-    /// WAAD window W. Default 10.
-    #[arg(long, default_value_t = 10)]
-    pub window: usize,
-    /// FAI horizon `LO:HI` (`HI` may be `end`). Default `10:50`.
-    #[arg(long, default_value = "10:50")]
-    pub horizon: String,
-    /// Head ratio rho of the local and global groups. Default 0.3.
-    #[arg(long, default_value_t = 0.3)]
-    pub head_ratio: f64,
-    /// Probed layers: `sampled` (SPEC section 2), `all` or a list `3,5,7`.
-    /// Default `sampled`.
-    #[arg(long, default_value = "sampled")]
-    pub layers: String,
+    /// The credit strategy, `gamma_amp` and `alpha` (declared once in
+    /// [`CreditSettings`]; flat keys `strategy`, `gamma_amp`, `alpha`).
+    #[serde(flatten)]
+    #[command(flatten)]
+    pub credit: CreditSettings,
+    /// The metric settings (declared once in [`MetricSettings`]; flat keys
+    /// `layers`, `window`, `horizon`, `q`, `head_ratio`, `receiver_ratio`,
+    /// `proximity`, `k`, `tau_waad`, `tau_delta`). The horizon defaults to
+    /// SPEC's RL `10:50`, the layers to `sampled`.
+    #[serde(flatten)]
+    #[command(flatten)]
+    pub metrics: MetricSettings,
     /// Head groups: sequence, static or refresh. Default `sequence`.
     #[arg(long, value_enum, default_value_t = GroupMode::Sequence)]
     pub group_mode: GroupMode,
@@ -241,6 +225,11 @@ pub struct TrainConfig {
     /// Output directory (metrics.jsonl, checkpoints). Default `runs/train`.
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
+    /// Where the policy trains: `device = "cpu"` (default), `cuda`, `cuda:N`
+    /// or `metal` (flag `--device`).
+    #[serde(flatten)]
+    #[command(flatten)]
+    pub device: DeviceSettings,
 }
 
 impl Default for TrainConfig {
@@ -255,15 +244,12 @@ impl Default for TrainConfig {
             test_size: 512,
             prompt_style: Style::Compact,
             format_score: 0.0,
-            strategy: Strategy::Coupled,
-            q: 0.4,
-            gamma_amp: 1.5,
-            alpha: 0.5,
-            k: 3,
-            window: 10,
-            horizon: "10:50".into(),
-            head_ratio: 0.3,
-            layers: "sampled".into(),
+            credit: CreditSettings::default(),
+            metrics: MetricSettings {
+                layers: Some(Layers::Sampled),
+                horizon: Some(Horizon::RL),
+                ..MetricSettings::default()
+            },
             group_mode: GroupMode::Sequence,
             refresh_every: 10,
             prompts_per_batch: 8,
@@ -290,6 +276,7 @@ impl Default for TrainConfig {
             save_interval: 10,
             seed: 0,
             out: "runs/train".into(),
+            device: DeviceSettings::default(),
         }
     }
 }
@@ -324,9 +311,28 @@ impl TrainConfig {
         })
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text; an unknown key is an error naming it.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string().replace('\n', " ")))
+        let flat = |e: toml::de::Error| ConfigError::Invalid(e.to_string().replace('\n', " "));
+        // serde cannot deny unknown fields through `flatten`: check the keys here.
+        let table: toml::Table = toml::from_str(text).map_err(flat)?;
+        let known = Self::keys();
+        if let Some(key) = table.keys().find(|k| !known.contains(k)) {
+            return Err(ConfigError::Invalid(format!(
+                "unknown key `{key}`, expected one of {}",
+                known.join(", ")
+            )));
+        }
+        toml::from_str(text).map_err(flat)
+    }
+
+    /// Every key of the TOML file (the field names, flattened).
+    pub fn keys() -> Vec<String> {
+        // The flags are the keys: clap's ids are the field names.
+        let cmd = <Self as Args>::augment_args(clap::Command::new("train"));
+        cmd.get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect()
     }
 
     /// The configuration as TOML text.
@@ -350,39 +356,17 @@ impl TrainConfig {
         serde_json::from_value(out).expect("merged config deserializes")
     }
 
-    /// The FAI horizon as `(lo, hi)`; `end` is `usize::MAX`.
-    pub fn horizon(&self) -> Result<(usize, usize), ConfigError> {
-        let bad = || {
-            ConfigError::Invalid(format!(
-                "horizon = '{}', expected LO:HI with HI a number or `end`",
-                self.horizon
-            ))
-        };
-        let (lo, hi) = self.horizon.split_once(':').ok_or_else(bad)?;
-        let lo = lo.trim().parse::<usize>().map_err(|_| bad())?;
-        let hi = match hi.trim() {
-            "end" => usize::MAX,
-            h => h.parse::<usize>().map_err(|_| bad())?,
-        };
-        Ok((lo, hi))
+    /// The rhythm [`Params`] (SPEC 3-8) of this run: the settings over
+    /// SPEC's RL preset, with the run's seed for the `random` strategy.
+    pub fn params(&self) -> Result<Params, ConfigError> {
+        let invalid = |e: rhythm_core::CoreError| ConfigError::Invalid(e.to_string());
+        let p = self.metrics.params(&Params::rl()).map_err(invalid)?;
+        self.credit.apply(&p, self.seed).map_err(invalid)
     }
 
-    /// The rhythm [`Params`] (SPEC 3-8) of this run.
-    pub fn params(&self) -> Result<Params, ConfigError> {
-        let p = Params {
-            window: self.window,
-            horizon: self.horizon()?,
-            q: self.q,
-            head_ratio: self.head_ratio,
-            k: self.k,
-            gamma_amp: self.gamma_amp,
-            alpha: self.alpha,
-            seed: self.seed,
-            ..Params::rl()
-        };
-        p.validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        Ok(p)
+    /// The probed layers (default `sampled`).
+    pub fn layers(&self) -> Layers {
+        self.metrics.layers_or(Layers::Sampled)
     }
 
     /// Checks every field's domain; the error names the field.

@@ -42,7 +42,7 @@ use rhythm_core::{
     gamma, group_advantages, shaped_advantages, CreditInputs, HeadGroups, HeadSummary, Params,
     Rhythm, SpanPool,
 };
-use rhythm_model::{LayerSelection, LoadOptions, Model, Pretrained, ProbeTuning, SamplingParams};
+use rhythm_model::{LoadOptions, Model, Pretrained, ProbeTuning, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, TrainerState};
@@ -229,11 +229,11 @@ pub struct Trainer {
     perm: Option<(usize, Vec<usize>)>,
 }
 
-fn load_policy(dir: &Path) -> Result<(Pretrained, Vec<(String, Var)>)> {
+fn load_policy(dir: &Path, device: &Device) -> Result<(Pretrained, Vec<(String, Var)>)> {
     let policy = Pretrained::load_with(
         dir,
         &LoadOptions {
-            device: Device::Cpu,
+            device: device.clone(),
             trainable: true,
         },
     )?;
@@ -259,7 +259,8 @@ impl Trainer {
     /// A fresh run of `cfg` from `cfg.model`.
     pub fn new(cfg: TrainConfig) -> Result<Self> {
         cfg.validate()?;
-        let (policy, vars) = load_policy(&cfg.model)?;
+        let device = cfg.device.device.device()?;
+        let (policy, vars) = load_policy(&cfg.model, &device)?;
         let opt = AdamW::new(vars, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.weight_decay)?;
         let source = cfg.model.clone();
         Self::assemble(cfg, policy, opt, source, 0, None)
@@ -279,9 +280,10 @@ impl Trainer {
         }
         cfg.out = out.to_path_buf();
         cfg.validate()?;
-        let (policy, vars) = load_policy(&dir)?;
+        let device = cfg.device.device.device()?;
+        let (policy, vars) = load_policy(&dir, &device)?;
         let mut opt = AdamW::new(vars, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.weight_decay)?;
-        checkpoint::load_optimizer(&dir, &mut opt, &Device::Cpu)?;
+        checkpoint::load_optimizer(&dir, &mut opt, &device)?;
         // The reference (if any) is the run's starting model.
         let source = state.config.model.clone();
         let mut t = Self::assemble(cfg, policy, opt, source, state.step, state.groups)?;
@@ -314,9 +316,9 @@ impl Trainer {
     ) -> Result<Self> {
         let params = cfg.params()?;
         let (train, eval) = load_tasks(&cfg)?;
-        let layers = LayerSelection::parse(&cfg.layers)?.resolve(policy.model.num_layers())?;
+        let layers = cfg.layers().resolve(policy.model.num_layers())?;
         let reference = if cfg.kl_coef > 0.0 {
-            Some(Pretrained::load(&source)?.model)
+            Some(cfg.device.device.load(&source)?.model)
         } else {
             None
         };
@@ -527,7 +529,7 @@ impl Trainer {
     }
 
     fn probe_and_credit(&mut self, rolls: &mut [Rollout], m: &mut StepMetrics) -> Result<()> {
-        let strategy = self.cfg.strategy;
+        let strategy = self.cfg.credit.strategy;
         let attn = strategy.needs_attention();
         let layers: Vec<usize> = if attn {
             self.layers.clone()

@@ -164,6 +164,7 @@ fn paths(dir: &std::path::Path) -> Paths {
         resume: false,
         final_eval: false,
         stop_at: None,
+        device: Default::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rhythm_core::Strategy;
+use rhythm_core::{CreditSettings, Layers, MetricSettings, Strategy};
 use rhythm_model::Pretrained;
 use rhythm_rl::config::{GroupMode, TrainConfig};
 use rhythm_rl::trainer::{StepMetrics, Trainer};
@@ -31,7 +31,10 @@ fn config(out: &Path) -> TrainConfig {
         lr: 1e-3,
         warmup: 1,
         save_interval: 2,
-        layers: "all".into(),
+        metrics: MetricSettings {
+            layers: Some(Layers::All),
+            ..TrainConfig::default().metrics
+        },
         ..TrainConfig::default()
     }
 }
@@ -56,7 +59,10 @@ fn smoke_run_trains_and_checkpoints() {
     for strategy in [Strategy::Coupled, Strategy::Random, Strategy::Entropy] {
         let _ = std::fs::remove_dir_all(&out);
         let cfg = TrainConfig {
-            strategy,
+            credit: CreditSettings {
+                strategy,
+                ..CreditSettings::default()
+            },
             eval_interval: 2,
             eval_size: 2,
             ..config(&out)
@@ -137,7 +143,7 @@ fn kl_and_token_mean_run() {
 fn resume_is_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let base = TrainConfig {
-        strategy: Strategy::Coupled,
+        credit: CreditSettings::default(), // coupled
         group_mode: GroupMode::Static,
         ..config(tmp.path())
     };
@@ -189,14 +195,17 @@ fn resume_is_exact() {
 fn config_toml_round_trip_and_merge() {
     let c = TrainConfig {
         lr: 3e-4,
-        strategy: Strategy::Entropy,
+        credit: CreditSettings {
+            strategy: Strategy::Entropy,
+            ..CreditSettings::default()
+        },
         ..TrainConfig::default()
     };
     let back = TrainConfig::from_toml_str(&c.to_toml()).unwrap();
     assert_eq!(back, c);
     let file = TrainConfig::from_toml_str("steps = 5\nlr = 0.01\nstrategy = \"local\"").unwrap();
     assert_eq!(
-        (file.steps, file.strategy, file.group_size),
+        (file.steps, file.credit.strategy, file.group_size),
         (5, Strategy::Local, 8)
     );
     let flags = TrainConfig {
@@ -204,7 +213,10 @@ fn config_toml_round_trip_and_merge() {
         ..TrainConfig::default()
     };
     let m = flags.merge_explicit(&file, &["steps".to_string()]);
-    assert_eq!((m.steps, m.lr, m.strategy), (2, 0.01, Strategy::Local));
+    assert_eq!(
+        (m.steps, m.lr, m.credit.strategy),
+        (2, 0.01, Strategy::Local)
+    );
     let e = TrainConfig::from_toml_str("stepz = 3")
         .unwrap_err()
         .to_string();
@@ -273,7 +285,10 @@ fn measure_cost() {
         let cfg = TrainConfig {
             model: PathBuf::from(&model),
             out,
-            strategy,
+            credit: CreditSettings {
+                strategy,
+                ..CreditSettings::default()
+            },
             steps: 3,
             prompts_per_batch: 4,
             group_size: 8,
@@ -305,4 +320,20 @@ fn measure_cost() {
         })
         .unwrap();
     }
+}
+
+/// Every key of `TrainConfig` is documented in docs/training.md's tables,
+/// and examples/train.toml parses (unknown keys would be refused).
+#[test]
+fn every_setting_is_documented_and_the_example_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/training.md")).unwrap();
+    for key in TrainConfig::keys() {
+        let row = format!("| `{key}` / `--{}` |", key.replace('_', "-"));
+        assert!(doc.contains(&row), "docs/training.md lacks the row {row}");
+    }
+    let example = root.join("examples/train.toml");
+    let c = TrainConfig::from_toml_file(&example).unwrap();
+    assert_eq!(c.credit.strategy, Strategy::Coupled);
+    assert_eq!(c.params().unwrap(), rhythm_core::Params::rl());
 }

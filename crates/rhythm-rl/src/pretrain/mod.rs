@@ -39,7 +39,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rhythm_model::{Config, Model, SamplingParams};
+use rhythm_model::{Config, DeviceSpec, Model, SamplingParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokenizers::Tokenizer;
@@ -575,6 +575,8 @@ pub struct Paths {
     /// Stop after this step (checkpointing it) without saving the model,
     /// to split a run across sessions; `--resume` continues it exactly.
     pub stop_at: Option<usize>,
+    /// Where the model trains (`--device`).
+    pub device: DeviceSpec,
 }
 
 /// Trains a model as `cfg` says and saves it to `paths.out`.
@@ -584,7 +586,7 @@ pub fn train(
     mut on_event: impl FnMut(&Event),
 ) -> Result<Summary> {
     cfg.validate()?;
-    let device = Device::Cpu;
+    let device = paths.device.device()?;
     let started = Instant::now();
 
     // 1. Data, tokenizer, model and optimiser.

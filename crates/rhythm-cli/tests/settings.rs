@@ -1,0 +1,84 @@
+//! The settings every command shares: `--device` on every command that runs
+//! a model, and the rhythm flags, refused the same way everywhere.
+
+mod common;
+
+use common::{rhythm_in, root};
+
+fn one_line_error(code: i32, err: &str, want: &str) {
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(want), "wanted {want:?} in {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.len() <= 2 && lines[0].starts_with("error:"),
+        "not a one-line error: {err}"
+    );
+}
+
+#[test]
+fn a_device_the_binary_lacks_is_a_clear_error_in_every_command() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let qwen = "fixtures/models/tiny-qwen3";
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "probe",
+            "--model",
+            qwen,
+            "--ids",
+            "1,2,3",
+            "--out",
+            "x.safetensors",
+        ],
+        vec!["analyze", "--countdown", "0"],
+        vec!["stats", "--countdown", "2"],
+        vec!["perturb", "--countdown", "2"],
+        vec!["eval", "--test-size", "2"],
+        vec!["train", "--steps", "1", "--out", "never-written"],
+        vec!["pretrain", "--out", "never-written", "--steps", "1"],
+    ];
+    for mut args in cases {
+        args.extend(["--device", "cuda:1"]);
+        let (code, _, err) = rhythm_in(&root(), &args);
+        one_line_error(code, &err, "built without cuda support");
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+    assert!(!root().join("never-written").exists());
+    let (code, _, err) = rhythm_in(&root(), &["eval", "--device", "gpu"]);
+    one_line_error(code, &err, "'gpu': expected cpu, cuda, cuda:N");
+}
+
+#[test]
+fn rhythm_flags_are_validated_where_they_are_declared() {
+    // The same flag, the same refusal, in a command of each preset.
+    for cmd in [
+        vec!["score", "examples/tiny-qwen3.maps.safetensors"],
+        vec!["analyze", "--countdown", "0"],
+        vec!["train", "--steps", "1", "--out", "never-written"],
+    ] {
+        for (flag, value, want) in [
+            ("--q", "0", "0 is outside (0, 1]"),
+            ("--q", "NaN", "not a finite number"),
+            ("--window", "0", "expected at least 1"),
+            ("--horizon", "9:3", "expected LO <= HI"),
+            ("--proximity", "99999999999999999999", "not a whole number"),
+            ("--layers", "1,x", "'x' is not a layer number"),
+        ] {
+            let mut args = cmd.clone();
+            args.extend([flag, value]);
+            let (code, _, err) = rhythm_in(&root(), &args);
+            one_line_error(code, &err, want);
+        }
+    }
+    for (flag, value, want) in [
+        ("--gamma-amp", "-1", "negative"),
+        ("--alpha", "2", "outside [0, 1]"),
+        ("--strategy", "best", "unknown strategy 'best'"),
+    ] {
+        let args = vec!["score", "examples/tiny-qwen3.maps.safetensors", flag, value];
+        let (code, _, err) = rhythm_in(&root(), &args);
+        one_line_error(code, &err, want);
+    }
+    assert!(!root().join("never-written").exists());
+}
