@@ -105,10 +105,11 @@ def test_coupled_weights_are_the_bindings_gamma(tmp_path):
         c_ids = out["completion_ids"][i][keep]
         seq = torch.cat([p_ids, c_ids])
         s = probe(rh.model, seq, len(p_ids), horizon=cfg.horizon)
-        g = np.asarray(
-            rhythm.gamma(s, strategy="coupled", q=cfg.q, gamma_amp=cfg.gamma_amp, alpha=cfg.alpha, k=cfg.k,
-                         head_ratio=cfg.head_ratio, tau_waad=None, tau_delta=None, seed=seeds[i])
-        )
+        params = rhythm.Params(window=10, horizon=(2, 12), q=0.4, head_ratio=0.3, proximity=4, k=3,
+                               gamma_amp=1.5, alpha=0.5, seed=seeds[i])
+        r = rhythm.rhythm_from_summaries(s, params=params)
+        g = np.asarray(rhythm.gamma("coupled", rhythm=r, params=params))
+        assert g.shape == (len(c_ids),)
         applied = shaped["rhythm_gamma"][i][keep].double().numpy()
         np.testing.assert_allclose(applied, g, rtol=0, atol=1e-7)
         a = ADV[i].item()

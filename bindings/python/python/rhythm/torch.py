@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -39,6 +39,12 @@ import torch
 
 __all__ = [
     "ATTN_IMPLEMENTATION",
+    "RhythmConfig",
+    "binding_params",
+    "gamma_from_summary",
+    "mix_seed",
+    "rhythm_gammas",
+    "shape_advantages",
     "probe",
     "probe_batch",
     "register",
@@ -422,3 +428,191 @@ def probe_batch(
             f"{len(sequences)} sequences but {len(response_starts)} response_starts: expected one P per sequence"
         )
     return [probe(model, s, p, **kwargs) for s, p in zip(sequences, response_starts)]
+
+
+# ---------------------------------------------------------------------------
+# Per-token gamma for RL batches (shared by rhythm.trl and rhythm.verl).
+
+STRATEGIES = (
+    "none",
+    "local",
+    "global",
+    "coupled",
+    "random",
+    "entropy",
+    "local-bottom",
+    "global-bottom",
+    "coupled-bottom",
+)
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass
+class RhythmConfig:
+    """Every rhythm setting of the GRPO integration (SPEC defaults for RL)."""
+
+    #: Credit strategy: none, local, global, coupled, random, entropy, or a ``-bottom`` ablation.
+    strategy: str = "coupled"
+    #: WAAD window ``W``.
+    window: int = 10
+    #: FAI horizon ``(lo, hi)``; ``hi=None`` means to the end of the response.
+    horizon: tuple[int, Optional[int]] = (10, 50)
+    #: Fraction ``q`` of response tokens selected.
+    q: float = 0.4
+    #: Selected tokens get up to ``gamma_amp`` times their advantage.
+    gamma_amp: float = 1.5
+    #: ``alpha`` of the coupled strategy.
+    alpha: float = 0.5
+    #: Neighbourhood ``k`` of locally dominated anchors.
+    k: int = 3
+    #: Head ratio ``rho`` of the local and global head groups.
+    head_ratio: float = 0.3
+    #: Receiver-head proximity ``p``.
+    proximity: int = 4
+    #: ``tau_waad`` (``None``: the median of WAAD over the response).
+    tau_waad: Optional[float] = None
+    #: ``tau_delta`` (``None``: the median of Delta over the response).
+    tau_delta: Optional[float] = None
+    #: Probed layers: ``"sampled"`` (SPEC section 2), ``"all"`` or indices.
+    layers: Union[str, list[int]] = "sampled"
+    #: Seed of the ``random`` strategy (mixed with the step and the row's global index).
+    seed: int = 0
+    #: Query rows per attention block in the probe (``None``: about 64 MiB of scores).
+    block_size: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"RhythmConfig.strategy {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        lo, hi = self.horizon
+        if lo < 0 or (hi is not None and hi < lo):
+            raise ValueError(f"RhythmConfig.horizon {self.horizon}: expected 0 <= lo <= hi (hi None for the end)")
+        if not 0.0 < self.q <= 1.0:
+            raise ValueError(f"RhythmConfig.q {self.q}: expected 0 < q <= 1")
+        if not 0.0 < self.head_ratio <= 1.0:
+            raise ValueError(f"RhythmConfig.head_ratio {self.head_ratio}: expected 0 < head_ratio <= 1")
+        if self.gamma_amp < 1.0:
+            raise ValueError(f"RhythmConfig.gamma_amp {self.gamma_amp}: expected >= 1")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"RhythmConfig.alpha {self.alpha}: expected 0 <= alpha <= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (for logs)."""
+        return asdict(self)
+
+
+def mix_seed(a: int, b: int) -> int:
+    """splitmix64 of ``(a, b)``: the seed rhythm-rl derives for a pair (its ``trainer::mix``)."""
+    z = (a * 0x9E3779B97F4A7C15 + b + 0x632BE59BD9B4E019) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def binding_params(cfg: RhythmConfig, seed: Optional[int] = None) -> Any:
+    """The binding's ``rhythm.Params`` for ``cfg`` (``seed`` overrides ``cfg.seed``)."""
+    import rhythm
+
+    return rhythm.Params(
+        window=cfg.window,
+        horizon=cfg.horizon,
+        q=cfg.q,
+        head_ratio=cfg.head_ratio,
+        proximity=cfg.proximity,
+        k=cfg.k,
+        gamma_amp=cfg.gamma_amp,
+        alpha=cfg.alpha,
+        tau_waad=cfg.tau_waad,
+        tau_delta=cfg.tau_delta,
+        seed=cfg.seed if seed is None else seed,
+    )
+
+
+def gamma_from_summary(summary: dict[str, Any], cfg: RhythmConfig, seed: Optional[int] = None) -> np.ndarray:
+    """``gamma`` over the response of one probed sequence (:func:`probe`'s dict), from the binding.
+
+    The rhythm comes from ``rhythm.rhythm_from_summaries``; the ``entropy``
+    strategy uses the summary's entropies of the response tokens.
+    """
+    import rhythm
+
+    params = binding_params(cfg, seed)
+    p, n_tok = int(summary["response_start"]), int(summary["seq_len"])
+    n = n_tok - p
+    if cfg.strategy in ("none", "random"):
+        g = rhythm.gamma(cfg.strategy, n=n, params=params)
+    elif cfg.strategy == "entropy":
+        g = rhythm.gamma(cfg.strategy, n=n, entropy=np.asarray(summary["entropy"][p:]), params=params)
+    else:
+        r = rhythm.rhythm_from_summaries(summary, params=params)
+        g = r.gamma(cfg.strategy, params=params)
+    return np.asarray(g, dtype=np.float64)
+
+
+@torch.no_grad()
+def rhythm_gammas(
+    model: torch.nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    cfg: RhythmConfig,
+    seeds: Optional[Sequence[int]] = None,
+) -> torch.Tensor:
+    """Per-token ``gamma`` ``(B, T)`` (float32) for a TRL rollout batch.
+
+    Row ``i`` is probed unpadded: its prompt tokens where ``prompt_mask`` is 1
+    (left padding dropped), then its completion tokens where
+    ``completion_mask`` is 1; ``P`` is the prompt's length. ``gamma`` is 1 on
+    padding and on rows without completion tokens (or with ``strategy="none"``,
+    for which no probe runs). ``seeds[i]`` is row ``i``'s seed for the
+    ``random`` strategy (default ``cfg.seed``).
+    """
+    bsz, tlen = completion_ids.shape
+    gam = torch.ones(bsz, tlen, dtype=torch.float32, device=completion_ids.device)
+    if cfg.strategy == "none":
+        return gam
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(bsz):
+            p_ids = prompt_ids[i][prompt_mask[i].bool()]
+            c_keep = completion_mask[i].bool()
+            c_ids = completion_ids[i][c_keep]
+            n = int(c_ids.numel())
+            if n == 0 or p_ids.numel() == 0:
+                continue
+            seed = cfg.seed if seeds is None else int(seeds[i])
+            if cfg.strategy == "random":  # needs no attention
+                g = gamma_from_summary({"response_start": int(p_ids.numel()), "seq_len": int(p_ids.numel()) + n}, cfg, seed)
+            else:
+                seq = torch.cat([p_ids, c_ids])
+                s = probe(
+                    model,
+                    seq,
+                    int(p_ids.numel()),
+                    layers=cfg.layers,
+                    window=cfg.window,
+                    horizon=cfg.horizon,
+                    proximity=cfg.proximity,
+                    block_size=cfg.block_size,
+                    stats=cfg.strategy == "entropy",
+                )
+                g = gamma_from_summary(s, cfg, seed)
+            if g.shape != (n,):
+                raise RuntimeError(f"rhythm.gamma returned shape {g.shape} for a response of {n} tokens")
+            # Completion tokens are a prefix of the row unless a mask zeroed them all.
+            pos = torch.nonzero(c_keep, as_tuple=False)[:, 0]
+            gam[i, pos] = torch.as_tensor(g, dtype=torch.float32, device=gam.device)
+    finally:
+        model.train(was_training)
+    return gam
+
+
+def shape_advantages(advantages: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` advantages and ``(B, T)`` ``gamma`` -> ``(B, T)``: ``gamma * A`` where ``A >= 0``, else ``A``."""
+    if advantages.dim() != 1 or gamma.dim() != 2 or gamma.shape[0] != advantages.shape[0]:
+        raise ValueError(
+            f"advantages {tuple(advantages.shape)} / gamma {tuple(gamma.shape)}: expected (B,) and (B, T)"
+        )
+    a = advantages[:, None].to(gamma.dtype)
+    return torch.where(a >= 0, gamma * a, a.expand_as(gamma)).to(advantages.dtype)
