@@ -1284,6 +1284,51 @@ fn shaped_advantages<'py>(
     Ok(core::shaped_advantages(a, &g).into_pyarray(py))
 }
 
+/// Per-token entropy from logits, as `rhythm score` computes it: `H[t]` is
+/// the entropy (natural log) of `softmax(logits[t - 1])`, the distribution
+/// token `t` was drawn from, and `H[0] = 0`. `logits`: `[N, vocab]` (float32,
+/// float64 or float16; read as float32 like the CLI). Returns float64 `[N]`;
+/// slice `[response_start:]` for `gamma`'s `entropy`.
+#[pyfunction]
+fn token_entropy<'py>(
+    py: Python<'py>,
+    logits: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let np = py.import("numpy")?;
+    let kw = PyDict::new(py);
+    kw.set_item("dtype", "float32")?;
+    let arr = np
+        .call_method("ascontiguousarray", (logits,), Some(&kw))
+        .map_err(|e| {
+            PyValueError::new_err(format!(
+                "logits: cannot read as a float32 array ({})",
+                e.to_string().lines().next().unwrap_or("")
+            ))
+        })?;
+    let a = arr
+        .extract::<PyReadonlyArrayDyn<'py, f32>>()
+        .map_err(|_| PyValueError::new_err("logits: cannot read as a float32 array"))?;
+    let shape = a.shape().to_vec();
+    if shape.len() != 2 || shape[1] == 0 {
+        return Err(PyValueError::new_err(format!(
+            "logits has shape {shape:?}, expected [N, vocab] with vocab >= 1"
+        )));
+    }
+    let (n, v) = (shape[0], shape[1]);
+    let data = a.as_slice().map_err(value_err)?;
+    if data.iter().any(|x| !x.is_finite()) {
+        return Err(PyValueError::new_err("logits hold a NaN or infinity"));
+    }
+    let h = py.detach(|| {
+        let mut h = vec![0.0; n];
+        for t in 1..n {
+            h[t] = core::entropy(&data[(t - 1) * v..t * v]);
+        }
+        h
+    });
+    Ok(h.into_pyarray(py))
+}
+
 /// The `rhythm._rust` module.
 #[pymodule]
 fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -1296,6 +1341,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gamma, m)?)?;
     m.add_function(wrap_pyfunction!(group_advantages, m)?)?;
     m.add_function(wrap_pyfunction!(shaped_advantages, m)?)?;
+    m.add_function(wrap_pyfunction!(token_entropy, m)?)?;
     let names: Vec<&str> = core::Strategy::ALL.iter().map(|s| s.name()).collect();
     m.add("STRATEGIES", PyTuple::new(m.py(), names)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

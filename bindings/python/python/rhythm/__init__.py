@@ -30,6 +30,7 @@ from ._rust import (
     rhythm_from_summaries,
     shaped_advantages,
     summarize_maps,
+    token_entropy,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "rhythm_from_summaries",
     "shaped_advantages",
     "summarize_maps",
+    "token_entropy",
 ]

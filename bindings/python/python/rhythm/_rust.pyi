@@ -215,3 +215,6 @@ def group_advantages(rewards: ArrayLike) -> npt.NDArray[np.float64]:
 
 def shaped_advantages(advantage: float, gamma: ArrayLike) -> npt.NDArray[np.float64]:
     """``gamma * advantage`` when ``advantage >= 0``, else ``advantage`` everywhere."""
+
+def token_entropy(logits: ArrayLike) -> npt.NDArray[np.float64]:
+    """``H[t]`` = entropy of ``softmax(logits[t - 1])``, ``H[0] = 0`` (as ``rhythm score``)."""
