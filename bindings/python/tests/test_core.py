@@ -7,6 +7,10 @@ SPEC's definitions; none is read back from the code under test.
 from __future__ import annotations
 
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -326,3 +330,21 @@ def test_bad_summaries():
     raises("layer 0 head 0 is given twice", rhythm.rhythm_from_summaries, dict(good, layers=[0, 0], span_num=np.ones((2, 2)), waad=np.zeros((2, 2, 4)), fai_sum=np.zeros((2, 2, 4)), vert_sum=np.zeros((2, 2, 4))))
     raises("summary = 3, expected a dict", rhythm.rhythm_from_summaries, 3)
     raises("waad: cannot read as a float64 array", rhythm.rhythm_from_summaries, dict(good, waad="x"))
+
+
+# ----------------------------------------------------------------- docs/python.md
+
+ROOT = Path(__file__).resolve().parents[3]
+DOC = (ROOT / "docs" / "python.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", DOC, flags=re.S)
+
+
+@pytest.mark.parametrize("i", range(len(BLOCKS)))
+def test_doc_example_runs_as_written(i):
+    pytest.importorskip("safetensors")
+    r = subprocess.run([sys.executable, "-c", BLOCKS[i]], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    if i == 0:
+        # The output shown under the first example is what it prints.
+        shown = re.search(r"prints\n\n```text\n(.*?)```", DOC, flags=re.S).group(1)
+        assert r.stdout == shown
