@@ -232,6 +232,14 @@ impl PyParams {
         Ok(d)
     }
 
+    /// Pickle support: `Params(**self.to_dict())` rebuilds it.
+    fn __getnewargs_ex__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyDict>)> {
+        Ok((PyTuple::empty(py), self.to_dict(py)?))
+    }
+
     /// WAAD window `W`.
     #[getter]
     fn window(&self) -> usize {
@@ -436,6 +444,12 @@ impl PyStrategy {
 
     fn __str__(&self) -> &'static str {
         self.to_core().name()
+    }
+
+    /// Pickle support: `Strategy.parse(str(self))` rebuilds it.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, (&'static str,))> {
+        let parse = py.get_type::<PyStrategy>().getattr("parse")?;
+        Ok((parse, (self.to_core().name(),)))
     }
 }
 
@@ -1206,6 +1220,12 @@ fn gamma_core<'py>(
     entropy: Option<&[f64]>,
     params: &core::Params,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    // A response length too large to allocate is an error, not an abort.
+    if Vec::<f64>::new().try_reserve_exact(n).is_err() {
+        return Err(pyo3::exceptions::PyMemoryError::new_err(format!(
+            "gamma: n = {n} values cannot be allocated"
+        )));
+    }
     let inputs = core::CreditInputs { n, rhythm, entropy };
     let g = core::gamma(strategy, &inputs, params).map_err(value_err)?;
     Ok(g.into_pyarray(py))

@@ -184,6 +184,12 @@ def test_params_presets_and_fields():
     assert Strategy.ENTROPY.needs_entropy and not Strategy.RANDOM.needs_attention
     assert Strategy.COUPLED_BOTTOM.needs_attention
     assert len({Strategy.LOCAL, Strategy.parse("local")}) == 1
+    # Both pickle (for multiprocess trainers) and copy.
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(p)) == p and copy.deepcopy(a) == a
+    assert pickle.loads(pickle.dumps(Strategy.LOCAL_BOTTOM)) == Strategy.LOCAL_BOTTOM
 
 
 def test_advantages():
@@ -301,6 +307,8 @@ def test_bad_strategy_gamma_and_groups():
     raises("gamma needs n", rhythm.gamma, "none")
     raises("rhythm = {}, expected a rhythm.Rhythm", rhythm.gamma, "local", rhythm={})
     raises("n = -2, expected a non-negative integer", rhythm.gamma, "none", -2)
+    with pytest.raises(MemoryError, match="cannot be allocated"):
+        rhythm.gamma("none", 2**62)
     raises(
         "head group names layer 0 head 7, which is not among the candidate heads",
         rhythm.rhythm_from_maps,
