@@ -15,7 +15,8 @@ seeded random token ids, under torch.no_grad(), weights upcast to --dtype:
   probe       rhythm.torch.probe(model, ids, N // 4): the streamed probe
               (sampled layers, per-head summaries, chunked entropies)
 
-Peak memory is the child's own ru_maxrss (resident set, loading included),
+The probe case needs the package installed (tools/test-python.sh, or
+pip install ./bindings/python). Peak memory is the child's own ru_maxrss (resident set, loading included),
 read by the parent with os.wait4. Each child runs under RLIMIT_AS =
 --mem-limit-gb, so a case that does not fit fails with an allocation error
 (reported as "over limit") instead of waking the machine's OOM killer.
@@ -43,7 +44,6 @@ DTYPES = {"f32": "float32", "bf16": "bfloat16"}
 def child(args: argparse.Namespace) -> None:
     lim = int(args.mem_limit_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bindings" / "python" / "python"))
     import numpy as np
     import torch
     from transformers import AutoModelForCausalLM

@@ -160,3 +160,35 @@ def test_layer_selection_and_errors():
         probe(model, list(range(1, 20)), 5, horizon=(9, 3))
     with pytest.raises(ValueError, match="input_ids shape"):
         probe(model, torch.ones(2, 5, dtype=torch.long), 2)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_rhythm_matches_cli_stream_json(name):
+    """`rhythm probe --stream --json` against the binding's rhythm of the torch summaries."""
+    import json
+    import subprocess
+
+    rhythm = pytest.importorskip("rhythm")
+    bin_ = rhythm_cli()
+    if bin_ is None or not hasattr(rhythm, "rhythm_from_summaries"):
+        pytest.skip("needs the rhythm CLI and the Rust binding")
+    model = load(name)
+    ids, p = sequence(name, model)
+    horizon = (2, 12)
+    cli = json.loads(
+        subprocess.run(
+            [bin_, "probe", "--model", str(MODELS[name]), "--ids", ",".join(map(str, ids)), "--response-start",
+             str(p), "--layers", "all", "--stream", "--json", "--horizon", "2:12", "--strategy", "coupled"],
+            check=True, capture_output=True, text=True, timeout=120,
+        ).stdout
+    )
+    s = probe(model, ids, p, layers="all", horizon=horizon, block_size=9)
+    params = rhythm.Params(horizon=horizon)
+    r = rhythm.rhythm_from_summaries(s, params=params)
+    ours = r.to_dict(gamma=r.gamma("coupled"))
+    for k in ("waad", "fai", "delta"):
+        assert rel_err(np.array(ours[k]), np.array(cli[k], dtype=float)) <= 1e-5, k
+    for k in ("positions", "preplan", "anchors", "dominated", "intro", "gamma"):
+        assert list(map(float, ours[k])) == list(map(float, cli[k])), k
+    for k in ("local", "global"):
+        assert [list(x) for x in ours["heads"][k]] == cli["heads"][k], k
