@@ -16,8 +16,10 @@ seeded random token ids, under torch.no_grad(), weights upcast to --dtype:
               (sampled layers, per-head summaries, chunked entropies)
 
 The probe case needs the package installed (tools/test-python.sh, or
-pip install ./bindings/python). Peak memory is the child's own ru_maxrss (resident set, loading included),
-read by the parent with os.wait4. Each child runs under RLIMIT_AS =
+pip install ./bindings/python). "forward peak" is the resident-set high-water mark of the forward alone
+(VmHWM, reset with /proc/self/clear_refs after loading; the weights stay
+resident, so it includes them); "process peak" is the child's ru_maxrss
+(loading included), read by the parent with os.wait4. Each child runs under RLIMIT_AS =
 --mem-limit-gb, so a case that does not fit fails with an allocation error
 (reported as "over limit") instead of waking the machine's OOM killer.
 "seconds" is the forward's wall time (median over --repeats children).
@@ -41,6 +43,14 @@ CASES = ["load", "plain", "plain-last", "eager-attn", "probe"]
 DTYPES = {"f32": "float32", "bf16": "bfloat16"}
 
 
+def _status_gib(field: str) -> float:
+    """A /proc/self/status memory field (kB) in GiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) * 1024 / 2**30, 3)
+    return float("nan")
+
+
 def child(args: argparse.Namespace) -> None:
     lim = int(args.mem_limit_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
@@ -55,7 +65,14 @@ def child(args: argparse.Namespace) -> None:
     model.eval()
     g = torch.Generator().manual_seed(args.seed)
     ids = torch.randint(0, model.config.vocab_size, (1, n_tok), generator=g)
-    info: dict = {}
+    info: dict = {"rss_before_gib": _status_gib("VmRSS")}
+    # Reset the resident-set high-water mark (Linux clear_refs "5") so the
+    # forward's own peak is seen apart from the loading transient.
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        info["hwm_reset"] = True
+    except OSError:
+        info["hwm_reset"] = False
     with torch.no_grad():
         t0 = time.perf_counter()
         if args.case == "plain":
@@ -74,6 +91,7 @@ def child(args: argparse.Namespace) -> None:
             info["layers"] = s["layers"]
             info["finite"] = all(bool(np.isfinite(s[k]).all()) for k in ("span_num", "waad", "fai_sum", "entropy"))
         secs = time.perf_counter() - t0
+    info["forward_peak_gib"] = _status_gib("VmHWM")
     info.update(forward_seconds=secs, torch=torch.__version__, threads=torch.get_num_threads())
     print(json.dumps(info), flush=True)
 
@@ -115,8 +133,8 @@ def measure(args: argparse.Namespace, case: str, tokens: int) -> dict:
         return reps[0]
     rec = dict(ok[0])
     if len(ok) > 1:
-        rec["seconds"] = round(statistics.median(r["seconds"] for r in ok), 2)
-        rec["peak_rss_gib"] = round(statistics.median(r["peak_rss_gib"] for r in ok), 3)
+        for k in ("seconds", "peak_rss_gib", "forward_peak_gib"):
+            rec[k] = round(statistics.median(r[k] for r in ok), 3)
         rec["repeats"] = len(ok)
     return rec
 
@@ -152,19 +170,20 @@ def main() -> int:
         tmp.write_text(json.dumps(records, indent=1) + "\n")
         tmp.replace(args.json)
     # Side-by-side table, ratios to "plain" at the same N.
-    print(f"\n| N | case | peak RSS GiB | x plain | forward s | x plain |")
-    print("|---|---|---|---|---|---|")
+    print("\n| N | case | forward peak RSS GiB | x plain | process peak RSS GiB | forward s | x plain |")
+    print("|---|---|---|---|---|---|---|")
     for n in args.tokens:
         base = next((r for r in records if r["tokens"] == n and r["case"] == "plain" and r["rc"] == 0), None)
         for r in (r for r in records if r["tokens"] == n):
             if r["rc"] != 0:
                 why = "over the limit" if r.get("over_limit") else f"failed (rc {r['rc']})"
-                print(f"| {n} | {r['case']} | {why} ({args.mem_limit_gb:g} GiB address space) | | | |")
+                print(f"| {n} | {r['case']} | {why} ({args.mem_limit_gb:g} GiB address space) | | | | |")
                 continue
-            pr = f"{r['peak_rss_gib'] / base['peak_rss_gib']:.2f}" if base else ""
+            fp = r["forward_peak_gib"]
+            pr = f"{fp / base['forward_peak_gib']:.2f}" if base else ""
             sec = r.get("seconds")
             tr = f"{sec / base['seconds']:.2f}" if base and sec and r["case"] != "load" else ""
-            print(f"| {n} | {r['case']} | {r['peak_rss_gib']:.2f} | {pr} | {'' if r['case'] == 'load' else sec} | {tr} |")
+            print(f"| {n} | {r['case']} | {fp:.2f} | {pr} | {r['peak_rss_gib']:.2f} | {'' if r['case'] == 'load' else sec} | {tr} |")
     return 0
 
 

@@ -60,13 +60,13 @@ def test_shape_advantages_only_nonnegative():
         shape_advantages(a[None], g)
 
 
-def test_config_validation_and_seeds():
+def test_config_validation_and_seeds(tmp_path):
     with pytest.raises(ValueError, match="strategy 'bogus'"):
         RhythmConfig(strategy="bogus")
     with pytest.raises(ValueError, match="horizon"):
         RhythmConfig(horizon=(5, 2))
     with pytest.raises(ValueError, match="use_liger_kernel"):
-        RhythmGRPOTrainer(model=load_model(), reward_funcs=countdown_reward, args=grpo_args("/tmp/x", use_liger_kernel=True))
+        RhythmGRPOTrainer(model=load_model(), reward_funcs=countdown_reward, args=grpo_args(tmp_path, use_liger_kernel=True))
     # Seeds are 64-bit, order-sensitive and deterministic.
     assert 0 <= mix_seed(2**64 - 1, 7) < 2**64
     assert mix_seed(1, 2) != mix_seed(2, 1) and mix_seed(1, 2) == mix_seed(1, 2)

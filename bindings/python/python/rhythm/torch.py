@@ -302,12 +302,15 @@ def token_stats(
     ``N x vocab`` tensor is held.
     """
     head = model.get_output_embeddings()
+    cap = getattr(model.config, "final_logit_softcapping", None)
     n = ids.shape[0]
     ent = torch.zeros(n, dtype=torch.float64, device=hidden.device)
     lp = torch.zeros(n, dtype=torch.float64, device=hidden.device)
     for r0 in range(0, n - 1, block_rows):
         r1 = min(n - 1, r0 + block_rows)
         logits = head(hidden[r0:r1]).float()
+        if cap:  # Gemma-style soft-capping, as the model's own forward applies it
+            logits = torch.tanh(logits / cap) * cap
         logp = torch.log_softmax(logits, dim=-1)
         ent[r0 + 1 : r1 + 1] = -(logp.exp() * logp).sum(-1, dtype=torch.float64)
         lp[r0 + 1 : r1 + 1] = logp.gather(-1, ids[r0 + 1 : r1 + 1, None])[:, 0].double()
