@@ -24,6 +24,12 @@ The model is switched to ``"rhythm_probe"`` for the pass and switched back
 afterwards. The attention function may also be selected for ordinary use
 (``attn_implementation="rhythm_probe"``); outside :func:`probe` it only
 computes attention, in blocks.
+
+For RL batches, :func:`rhythm_gammas` probes each row of a padded rollout
+batch and returns the per-token ``gamma`` of a :class:`RhythmConfig`'s
+strategy (computed by the Rust binding), and :func:`shape_advantages` applies
+it (``gamma * A`` where ``A >= 0``); :mod:`rhythm.trl` and :mod:`rhythm.verl`
+build on these.
 """
 
 from __future__ import annotations
