@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 VENV=${RHYTHM_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step prints the seconds the previous ones took in all.
+step() { printf '\n== [%ss] %s\n' "$SECONDS" "$*"; }
 
 if [ ! -x "$VENV/bin/python" ]; then
     step "creating $VENV"
@@ -42,3 +43,4 @@ fi
 
 step "pytest bindings/python/tests"
 "$PY" -m pytest bindings/python/tests "$@"
+step "done"
