@@ -10,10 +10,10 @@ __version__: str
 STRATEGIES: tuple[str, ...]
 """The nine strategy names, in SPEC's table order."""
 
-HeadId = tuple[int, int]
+_HeadId = tuple[int, int]
 """A head as ``(layer, head)``."""
 
-class Summary(TypedDict, total=False):
+class _Summary(TypedDict, total=False):
     """Per-head summaries of one sequence (the format of ``rhythm.torch.probe``)."""
 
     response_start: int
@@ -29,13 +29,13 @@ class Summary(TypedDict, total=False):
     entropy: npt.NDArray[np.float64]  # [N], optional, ignored here
     logprobs: npt.NDArray[np.float64]  # [N], optional, ignored here
 
-MapArray = Union[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float16]]
-Maps = Mapping[Union[int, str], Any]
+_MapArray = Union[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float16]]
+_Maps = Mapping[Union[int, str], Any]
 """``{layer: array [heads, N, N]}``; keys may be ``"attn.<layer>"`` (other strings are skipped)."""
-ArrayLike = Union[npt.ArrayLike, Sequence[float]]
-StrategyLike = Union["Strategy", str]
-ParamsLike = Union["Params", Mapping[str, Any]]
-GroupsLike = Union["Rhythm", Mapping[str, Sequence[HeadId]]]
+_ArrayLike = Union[npt.ArrayLike, Sequence[float]]
+_StrategyLike = Union["Strategy", str]
+_ParamsLike = Union["Params", Mapping[str, Any]]
+_GroupsLike = Union["Rhythm", Mapping[str, Sequence[_HeadId]]]
 
 class Params:
     """Every knob of SPEC sections 3-8, validated (``ValueError`` names the field).
@@ -136,14 +136,14 @@ class Rhythm:
     def spans(self) -> list[tuple[int, int, float]]:
         """``(layer, head, span)`` of every candidate head."""
     @property
-    def local_heads(self) -> list[HeadId]: ...
+    def local_heads(self) -> list[_HeadId]: ...
     @property
-    def global_heads(self) -> list[HeadId]: ...
+    def global_heads(self) -> list[_HeadId]: ...
     @property
-    def groups(self) -> dict[str, list[HeadId]]:
+    def groups(self) -> dict[str, list[_HeadId]]:
         """``{"local": [...], "global": [...]}``, accepted as ``groups=``."""
     @property
-    def receivers(self) -> list[HeadId]: ...
+    def receivers(self) -> list[_HeadId]: ...
     @property
     def kurtosis(self) -> list[tuple[int, int, float]]: ...
     @property
@@ -170,51 +170,51 @@ class Rhythm:
     def params(self) -> Params: ...
     def gamma(
         self,
-        strategy: StrategyLike,
-        entropy: ArrayLike | None = None,
-        params: ParamsLike | None = None,
+        strategy: _StrategyLike,
+        entropy: _ArrayLike | None = None,
+        params: _ParamsLike | None = None,
     ) -> npt.NDArray[np.float64]:
         """``gamma`` over this response (this rhythm's params unless given)."""
-    def to_dict(self, gamma: ArrayLike | None = None) -> dict[str, Any]:
+    def to_dict(self, gamma: _ArrayLike | None = None) -> dict[str, Any]:
         """The fields of ``rhythm score --json``, as plain Python values."""
 
 def rhythm_from_maps(
-    maps: Maps,
+    maps: _Maps,
     response_start: int,
-    params: ParamsLike | None = None,
-    groups: GroupsLike | None = None,
+    params: _ParamsLike | None = None,
+    groups: _GroupsLike | None = None,
 ) -> Rhythm:
     """The rhythm from full maps ``{layer: [heads, N, N]}`` (validated, then
     streamed into summaries: the result equals ``rhythm score``'s)."""
 
 def rhythm_from_summaries(
-    summary: Mapping[str, Any],
-    params: ParamsLike | None = None,
-    groups: GroupsLike | None = None,
+    summary: _Summary | Mapping[str, Any],
+    params: _ParamsLike | None = None,
+    groups: _GroupsLike | None = None,
 ) -> Rhythm:
     """The rhythm from per-head summaries (``rhythm.torch.probe`` format)."""
 
 def summarize_maps(
-    maps: Maps,
+    maps: _Maps,
     response_start: int,
-    params: ParamsLike | None = None,
+    params: _ParamsLike | None = None,
 ) -> dict[str, Any]:
     """Per-head summaries of full maps, in the ``rhythm.torch.probe`` format."""
 
 def gamma(
-    strategy: StrategyLike,
+    strategy: _StrategyLike,
     n: int | None = None,
     rhythm: Rhythm | None = None,
-    entropy: ArrayLike | None = None,
-    params: ParamsLike | None = None,
+    entropy: _ArrayLike | None = None,
+    params: _ParamsLike | None = None,
 ) -> npt.NDArray[np.float64]:
     """Per-token credit scale of ``strategy`` (float64, length ``n``)."""
 
-def group_advantages(rewards: ArrayLike) -> npt.NDArray[np.float64]:
+def group_advantages(rewards: _ArrayLike) -> npt.NDArray[np.float64]:
     """``(r - mean) / (std + 1e-6)`` over a group (population std; equal rewards give 0)."""
 
-def shaped_advantages(advantage: float, gamma: ArrayLike) -> npt.NDArray[np.float64]:
+def shaped_advantages(advantage: float, gamma: _ArrayLike) -> npt.NDArray[np.float64]:
     """``gamma * advantage`` when ``advantage >= 0``, else ``advantage`` everywhere."""
 
-def token_entropy(logits: ArrayLike) -> npt.NDArray[np.float64]:
+def token_entropy(logits: _ArrayLike) -> npt.NDArray[np.float64]:
     """``H[t]`` = entropy of ``softmax(logits[t - 1])``, ``H[0] = 0`` (as ``rhythm score``)."""
