@@ -1349,6 +1349,14 @@ fn token_entropy<'py>(
     Ok(h.into_pyarray(py))
 }
 
+/// The layers SPEC section 2 samples from a model with `num_layers` layers
+/// (five evenly spaced layers of the middle third, ascending, de-duplicated);
+/// pick these keys of a maps dict to score as `rhythm score --layers sampled`.
+#[pyfunction]
+fn sample_layers(num_layers: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+    Ok(core::sample_layers(usize_of("num_layers", num_layers)?))
+}
+
 /// The `rhythm._rust` module.
 #[pymodule]
 fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -1362,6 +1370,7 @@ fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(group_advantages, m)?)?;
     m.add_function(wrap_pyfunction!(shaped_advantages, m)?)?;
     m.add_function(wrap_pyfunction!(token_entropy, m)?)?;
+    m.add_function(wrap_pyfunction!(sample_layers, m)?)?;
     let names: Vec<&str> = core::Strategy::ALL.iter().map(|s| s.name()).collect();
     m.add("STRATEGIES", PyTuple::new(m.py(), names)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

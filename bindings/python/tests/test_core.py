@@ -192,6 +192,16 @@ def test_params_presets_and_fields():
     assert pickle.loads(pickle.dumps(Strategy.LOCAL_BOTTOM)) == Strategy.LOCAL_BOTTOM
 
 
+def test_sample_layers_by_hand():
+    # L = 36: lo = 12, hi = 24, lo + round_half_up(i * 12 / 4) = 12, 15, 18, 21, 24.
+    assert rhythm.sample_layers(36) == [12, 15, 18, 21, 24]
+    # L = 28: lo = 9, hi = 18; i * 9 / 4 = 0, 2.25, 4.5, 6.75, 9 -> 0, 2, 5, 7, 9.
+    assert rhythm.sample_layers(28) == [9, 11, 14, 16, 18]
+    # L = 3: lo = 1, hi = 2: 1, 1, 2, 2, 2 -> de-duplicated [1, 2].
+    assert rhythm.sample_layers(3) == [1, 2]
+    raises("num_layers = -1, expected a non-negative integer", rhythm.sample_layers, -1)
+
+
 def test_advantages():
     # r = [1, 0, 0, 1]: mean 0.5, population std 0.5 -> +-0.5 / 0.500001.
     e = 0.5 / 0.500001

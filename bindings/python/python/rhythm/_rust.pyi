@@ -218,3 +218,6 @@ def shaped_advantages(advantage: float, gamma: _ArrayLike) -> npt.NDArray[np.flo
 
 def token_entropy(logits: _ArrayLike) -> npt.NDArray[np.float64]:
     """``H[t]`` = entropy of ``softmax(logits[t - 1])``, ``H[0] = 0`` (as ``rhythm score``)."""
+
+def sample_layers(num_layers: int) -> list[int]:
+    """SPEC section 2's sampled layers of a ``num_layers``-layer model (``--layers sampled``)."""
