@@ -790,7 +790,7 @@ fn layer_of<'py>(py: Python<'py>, layer: usize, v: &Bound<'py, PyAny>) -> PyResu
             .call_method1("asarray", (v,))
             .map_err(|e| {
                 PyValueError::new_err(format!(
-                    "{name}: not an array ({})",
+                    "{name}: not an array ({}); expected a float32, float64 or float16 array, e.g. tensor.float().numpy()",
                     e.to_string().lines().next().unwrap_or("")
                 ))
             })?

@@ -277,6 +277,12 @@ def test_bad_maps_raise_the_core_messages():
     raises("maps key 'attn.x'", rhythm.rhythm_from_maps, {"attn.x": m}, P)
     raises("maps key = -1, expected a non-negative integer", rhythm.rhythm_from_maps, {-1: m}, P)
     raises("maps[0] has shape [], expected [heads, N, N]", rhythm.rhythm_from_maps, {0: "abc"}, P)
+
+    class Unconvertible:  # like a bfloat16 torch tensor, which numpy cannot read
+        def __array__(self, *a, **kw):
+            raise TypeError("Got unsupported ScalarType BFloat16")
+
+    raises("maps[0]: not an array (TypeError: Got unsupported ScalarType BFloat16); expected a float32", rhythm.rhythm_from_maps, {0: Unconvertible()}, P)
     raises("heads but maps[0] has 2", rhythm.summarize_maps, {0: m, 1: m[:1]}, P)
 
 
