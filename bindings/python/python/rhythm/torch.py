@@ -232,8 +232,9 @@ def rhythm_attention(
             else:
                 scores = scores + m
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
-        # A fully masked row (padding) gives NaN from -inf everywhere: make it 0.
-        probs = torch.nan_to_num(probs, nan=0.0)
+        if attention_mask is not None:
+            # A fully masked row (padding) gives NaN from -inf everywhere: make it 0.
+            probs = torch.nan_to_num(probs, nan=0.0)
         if collect:
             col.add_block(layer, offset + r0, probs[0])
         p = probs.to(value.dtype)
@@ -298,16 +299,19 @@ def _as_ids(input_ids: Any, device: torch.device) -> torch.Tensor:
 
 
 def token_stats(
-    model: torch.nn.Module, hidden: torch.Tensor, ids: torch.Tensor, block_rows: int = 1024
+    model: torch.nn.Module, hidden: torch.Tensor, ids: torch.Tensor, block_rows: Optional[int] = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Entropy ``H[t]`` and ``log p(ids[t])`` from final hidden states, in row blocks.
 
     ``hidden`` ``[N, hidden]`` are the decoder's final (normed) states; row
     ``t - 1`` predicts token ``t``. Entry 0 of both outputs is 0. The LM head
-    runs on ``block_rows`` rows at a time (float32 softmax), so no
-    ``N x vocab`` tensor is held.
+    runs on ``block_rows`` rows at a time (default: about 64 MiB of float32
+    logits per block) with a float32 softmax, so no ``N x vocab`` tensor is
+    held.
     """
     head = model.get_output_embeddings()
+    if block_rows is None:
+        block_rows = max(1, _BLOCK_BYTES // (4 * int(head.weight.shape[0])))
     cap = getattr(model.config, "final_logit_softcapping", None)
     n = ids.shape[0]
     ent = torch.zeros(n, dtype=torch.float64, device=hidden.device)
@@ -318,7 +322,7 @@ def token_stats(
         if cap:  # Gemma-style soft-capping, as the model's own forward applies it
             logits = torch.tanh(logits / cap) * cap
         logp = torch.log_softmax(logits, dim=-1)
-        ent[r0 + 1 : r1 + 1] = -(logp.exp() * logp).sum(-1, dtype=torch.float64)
+        ent[r0 + 1 : r1 + 1] = -(logp.exp() * logp).sum(-1).double()
         lp[r0 + 1 : r1 + 1] = logp.gather(-1, ids[r0 + 1 : r1 + 1, None])[:, 0].double()
         del logits, logp
     return ent.cpu().numpy(), lp.cpu().numpy()
@@ -346,7 +350,7 @@ def probe(
     horizon: tuple[int, Optional[int]] = (10, 50),
     proximity: int = 4,
     block_size: Optional[int] = None,
-    lm_block: int = 1024,
+    lm_block: Optional[int] = None,
     stats: bool = True,
 ) -> dict[str, Any]:
     """One streamed forward pass over one sequence (prompt + response).
@@ -362,7 +366,8 @@ def probe(
         proximity: receiver-head proximity ``p``.
         block_size: query rows per attention block (default: about 64 MiB of
             float32 scores per block).
-        lm_block: rows per LM-head block for entropies/log-probabilities.
+        lm_block: rows per LM-head block for entropies/log-probabilities
+            (default: about 64 MiB of float32 logits per block).
         stats: also compute ``entropy`` and ``logprobs``.
 
     Returns:
