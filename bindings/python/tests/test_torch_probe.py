@@ -45,8 +45,8 @@ def test_summaries_match_eager_maps(name, horizon):
     ids, p = sequence(name, model)
     with torch.no_grad():
         ref = model(torch.tensor([ids]), output_attentions=True)
-    # Block of 5 rows: blocks straddle the prompt/response boundary.
-    s = probe(model, ids, p, layers="all", window=6, horizon=horizon, proximity=4, block_size=5)
+    # Blocks of 5 rows straddle the prompt/response boundary; LM-head blocks of 7 rows.
+    s = probe(model, ids, p, layers="all", window=6, horizon=horizon, proximity=4, block_size=5, lm_block=7)
     assert s["layers"] == list(range(model.config.num_hidden_layers))
     assert (s["response_start"], s["seq_len"], s["horizon"]) == (p, len(ids), horizon)
     heads, n = model.config.num_attention_heads, len(ids) - p
