@@ -113,6 +113,64 @@ impl HeadSummary {
         }
     }
 
+    /// A complete summary from its parts, as a probe outside this crate
+    /// (e.g. a PyTorch hook) computes them: the span numerator and, for each
+    /// response position (offset `t - P`), the head's WAAD row value, FAI
+    /// column sum and vertical-score column sum (the module docs define all
+    /// four). The summary counts as having seen every response row.
+    ///
+    /// Errors (one line, naming the head and the field) when `cfg` leaves no
+    /// response, when a vector does not hold exactly `n = N - P` values, or
+    /// when a value is NaN or infinite.
+    pub fn from_parts(
+        layer: usize,
+        head: usize,
+        cfg: &SummaryConfig,
+        span_num: f64,
+        waad: Vec<f64>,
+        fai_sum: Vec<f64>,
+        vert_sum: Vec<f64>,
+    ) -> Result<Self, CoreError> {
+        cfg.validate()?;
+        let n = cfg.n();
+        let bad = |what: String| {
+            CoreError::Param(format!("summary of layer {layer} head {head}: {what}"))
+        };
+        if !span_num.is_finite() {
+            return Err(bad(format!(
+                "span_num is {span_num}, expected a finite number"
+            )));
+        }
+        for (name, v) in [
+            ("waad", &waad),
+            ("fai_sum", &fai_sum),
+            ("vert_sum", &vert_sum),
+        ] {
+            if v.len() != n {
+                return Err(bad(format!(
+                    "{name} has {} values, expected {n} (one per response token, N - P = {} - {})",
+                    v.len(),
+                    cfg.seq_len,
+                    cfg.response_start
+                )));
+            }
+            if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+                return Err(bad(format!("{name}[{i}] is {x}, expected a finite number")));
+            }
+        }
+        Ok(HeadSummary {
+            layer,
+            head,
+            cfg: *cfg,
+            span_num,
+            waad,
+            fai_sum,
+            vert_sum,
+            rows: n,
+            bins: None,
+        })
+    }
+
     /// Also keeps a downsampled map for heatmaps: the response rows `P..N`
     /// fall into `rows` equal bins, the columns `0..N` into `cols` equal
     /// bins (both capped at their extent), and each cell sums the attention
@@ -247,6 +305,19 @@ impl HeadSummary {
         &self.waad
     }
 
+    /// This head's FAI column sums `sum_{t in T(s)} A[t,s]` at each response
+    /// position (offset `s - P`), before dividing by `|T(s)|`.
+    pub fn fai_sum(&self) -> &[f64] {
+        &self.fai_sum
+    }
+
+    /// This head's vertical-score column sums `sum_{t in R, t >= s + p} A[t,s]`
+    /// at each response position (offset `s - P`), before dividing by the
+    /// row count.
+    pub fn vert_sum(&self) -> &[f64] {
+        &self.vert_sum
+    }
+
     /// This head's FAI at each response position: column sum over `|T(s)|`,
     /// or 0 when `T(s)` is empty.
     pub fn fai(&self) -> Vec<f64> {
@@ -320,5 +391,122 @@ pub fn kurtosis(v: &[f64]) -> f64 {
         f64::NEG_INFINITY
     } else {
         m4 / (m2 * m2) - 3.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::HeadMap;
+    use crate::params::Params;
+    use crate::rhythm::Rhythm;
+
+    /// A causal `N x N` map whose row `t` puts weight `(s + h + 1)` on each
+    /// `s <= t`, normalised, so heads differ.
+    fn map(n: usize, h: usize) -> Vec<f32> {
+        let mut m = vec![0.0f32; n * n];
+        for t in 0..n {
+            let z: f32 = (0..=t).map(|s| ((s * (h + 1)) % 7 + 1) as f32).sum();
+            for s in 0..=t {
+                m[t * n + s] = ((s * (h + 1)) % 7 + 1) as f32 / z;
+            }
+        }
+        m
+    }
+
+    fn parts(s: &HeadSummary) -> HeadSummary {
+        HeadSummary::from_parts(
+            s.layer,
+            s.head,
+            s.config(),
+            s.span_numerator(),
+            s.waad().to_vec(),
+            s.fai_sum().to_vec(),
+            s.vert_sum().to_vec(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn from_parts_of_pushed_summaries_gives_the_same_rhythm() {
+        let (n, p) = (24, 5);
+        let params = Params::rl();
+        let cfg = params.summary_config(p, n);
+        let maps: Vec<Vec<f32>> = (0..6).map(|h| map(n, h)).collect();
+        let pushed: Vec<HeadSummary> = maps
+            .iter()
+            .enumerate()
+            .map(|(h, d)| {
+                HeadMap {
+                    layer: h / 3,
+                    head: h % 3,
+                    seq_len: n,
+                    data: d,
+                }
+                .summarize(&cfg)
+            })
+            .collect();
+        let rebuilt: Vec<HeadSummary> = pushed.iter().map(parts).collect();
+        for (a, b) in pushed.iter().zip(&rebuilt) {
+            assert_eq!(a.fai(), b.fai());
+            assert_eq!(a.vertical_scores(), b.vertical_scores());
+            assert_eq!(a.rows_seen(), b.rows_seen());
+        }
+        let ra = Rhythm::from_summaries(&pushed, &params, None).unwrap();
+        let rb = Rhythm::from_summaries(&rebuilt, &params, None).unwrap();
+        assert_eq!(ra, rb);
+        // The sums really are sums: FAI = fai_sum / |T(s)|.
+        let s = &pushed[0];
+        let i = 3;
+        assert_eq!(s.fai()[i], s.fai_sum()[i] / cfg.fai_count(p + i) as f64);
+    }
+
+    #[test]
+    fn from_parts_rejects_bad_parts_with_one_line() {
+        let cfg = Params::rl().summary_config(2, 6);
+        let ok = || vec![0.5; 4];
+        let err = |r: Result<HeadSummary, CoreError>| r.unwrap_err().to_string();
+        let e = err(HeadSummary::from_parts(
+            1,
+            2,
+            &cfg,
+            1.0,
+            vec![0.5; 3],
+            ok(),
+            ok(),
+        ));
+        assert_eq!(
+            e,
+            "summary of layer 1 head 2: waad has 3 values, expected 4 (one per response token, N - P = 6 - 2)"
+        );
+        let mut v = ok();
+        v[2] = f64::NAN;
+        let e = err(HeadSummary::from_parts(0, 0, &cfg, 1.0, ok(), ok(), v));
+        assert_eq!(
+            e,
+            "summary of layer 0 head 0: vert_sum[2] is NaN, expected a finite number"
+        );
+        let e = err(HeadSummary::from_parts(
+            0,
+            0,
+            &cfg,
+            f64::INFINITY,
+            ok(),
+            ok(),
+            ok(),
+        ));
+        assert!(e.contains("span_num is inf"), "{e}");
+        let empty = Params::rl().summary_config(6, 6);
+        let e = err(HeadSummary::from_parts(
+            0,
+            0,
+            &empty,
+            0.0,
+            vec![],
+            vec![],
+            vec![],
+        ));
+        assert!(e.starts_with("response start 6 leaves no response"), "{e}");
+        assert!(!e.contains('\n'));
     }
 }
