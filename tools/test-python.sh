@@ -28,7 +28,7 @@ PY="$VENV/bin/python"
 export PATH="$PWD/$VENV/bin:$PATH"
 
 step "test dependencies"
-"$PY" -m pip install --quiet torch transformers trl accelerate numpy pytest maturin safetensors
+"$PY" -m pip install --quiet -r bindings/python/requirements-test.txt
 
 step "building and installing the rhythm package"
 # --no-build-isolation: build with the maturin installed above instead of
