@@ -1006,8 +1006,14 @@ mod tests {
             assert!(!e.contains('\n'), "{e}");
         }
         for (text, want) in [
-            ("model = \"x\"\nstrategy = 3\n", "line 2"),
-            ("strategy = \"best\"\n", "unknown strategy 'best'"),
+            (
+                "model = \"x\"\nstrategy = 3\n",
+                "line 2, key `strategy`: invalid type: integer `3`",
+            ),
+            (
+                "strategy = \"best\"\n",
+                "key `strategy`: unknown variant `best`",
+            ),
             ("seed = 1\nstrategy = \n", "line 2"),
             ("sead = 1\n", "unknown key `sead`"),
         ] {

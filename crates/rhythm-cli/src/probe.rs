@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rhythm_core::Layers;
-use rhythm_core::Rhythm;
 use rhythm_model::{DeviceSettings, Pretrained, ProbeExtras, Tensor};
 
 use crate::common::{gamma_for, rhythm_json, summary_text, RhythmOpts};

@@ -482,7 +482,11 @@ fn bad_input_is_one_line_exit_2() {
         "model = \"m\"\nseed = \"one\"\n",
         &[line(1, 0.5, 3.0, Some(0.1))],
     );
-    check(&[badcfg], &[], &["badcfg/config.toml:2: \"seed\""]);
+    check(
+        &[badcfg],
+        &[],
+        &["badcfg/config.toml: line 2, key `seed`: invalid type: string \"one\""],
+    );
     let badtoml = write_run(
         dir.path(),
         "badtoml",

@@ -374,7 +374,7 @@ fn bad_input_is_one_line_exit_2() {
                 "--layers".into(),
                 "4".into(),
             ],
-            "unknown layer 4",
+            "layer 4 is not available",
         ),
         (
             vec![
@@ -404,7 +404,7 @@ fn bad_input_is_one_line_exit_2() {
                 "--q".into(),
                 "1.5".into(),
             ],
-            "q = 1.5",
+            "1.5 is outside (0, 1]",
         ),
         (
             vec![

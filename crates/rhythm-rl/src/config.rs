@@ -311,11 +311,14 @@ impl TrainConfig {
         })
     }
 
-    /// Parses TOML text; an unknown key is an error naming it.
+    /// Parses TOML text; an unknown key, or a value of the wrong type, is an
+    /// error naming the key.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let flat = |e: toml::de::Error| ConfigError::Invalid(e.to_string().replace('\n', " "));
+        let one_line =
+            |e: &dyn std::fmt::Display| e.to_string().replace('\n', " ").trim().to_string();
         // serde cannot deny unknown fields through `flatten`: check the keys here.
-        let table: toml::Table = toml::from_str(text).map_err(flat)?;
+        let table: toml::Table = toml::from_str(text)
+            .map_err(|e| ConfigError::Invalid(format!("not valid TOML: {}", one_line(&e))))?;
         let known = Self::keys();
         if let Some(key) = table.keys().find(|k| !known.contains(k)) {
             return Err(ConfigError::Invalid(format!(
@@ -323,7 +326,30 @@ impl TrainConfig {
                 known.join(", ")
             )));
         }
-        toml::from_str(text).map_err(flat)
+        toml::Value::Table(table.clone()).try_into().map_err(|e| {
+            // Through `flatten` serde loses the key: find it by trying the
+            // keys one at a time.
+            let bad = table.iter().find_map(|(k, v)| {
+                let one = toml::Table::from_iter([(k.clone(), v.clone())]);
+                toml::Value::Table(one)
+                    .try_into::<Self>()
+                    .err()
+                    .map(|e| (k, e))
+            });
+            match bad {
+                Some((k, e)) => {
+                    // The key's line, for the message (top-level `key = ...`).
+                    let line = text.lines().position(|l| {
+                        l.trim_start()
+                            .strip_prefix(k.as_str())
+                            .is_some_and(|rest| rest.trim_start().starts_with('='))
+                    });
+                    let at = line.map_or(String::new(), |i| format!("line {}, ", i + 1));
+                    ConfigError::Invalid(format!("{at}key `{k}`: {}", one_line(&e)))
+                }
+                None => ConfigError::Invalid(one_line(&e)),
+            }
+        })
     }
 
     /// Every key of the TOML file (the field names, flattened).

@@ -775,3 +775,75 @@ fn append_line(path: &Path, m: &StepMetrics) -> Result<()> {
         .and_then(|_| f.flush())
         .map_err(|e| TrainError::Msg(format!("{}: {e}", path.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// End to end from rollouts to the loss's gradient: each shaped
+    /// advantage `gamma[k] * A` lands on the column whose logit predicts
+    /// response token `k`, a negative advantage is left as it is (SPEC
+    /// section 8), and at ratio 1 the loss's gradient with respect to that
+    /// column's log-probability is `-Atilde * w` and 0 off the response.
+    #[test]
+    fn shaped_advantages_land_on_their_tokens_and_negatives_stay() {
+        let roll = |prompt: &[u32], response: &[u32], advantage: f64, gamma: &[f64]| Rollout {
+            prompt: prompt.to_vec(),
+            response: response.to_vec(),
+            reward: 0.0,
+            advantage,
+            logp_old: (0..response.len()).map(|k| -1.0 - k as f64).collect(),
+            entropy: vec![0.0; response.len()],
+            gamma: gamma.to_vec(),
+        };
+        let a = roll(&[1, 2, 3], &[10, 11, 12, 13], 2.0, &[1.0, 1.5, 1.25, 1.0]);
+        let b = roll(&[4, 5], &[20, 21, 22], -1.0, &[1.5, 1.5, 1.0]);
+        let w = [0.5, 0.25];
+        let batch = build_batch(&[(0, &a), (1, &b)], &w, &Device::Cpu).unwrap();
+        let ids = batch.ids.to_vec2::<u32>().unwrap();
+        let adv = batch.adv.to_vec2::<f32>().unwrap();
+        let wt = batch.weight.to_vec2::<f32>().unwrap();
+        let lo = batch.logp_old.to_vec2::<f32>().unwrap();
+        assert_eq!((ids.len(), ids[0].len(), adv[0].len()), (2, 7, 6));
+        // Expected (column -> shaped advantage) per row: column p + k - 1
+        // holds response token k's advantage, and ids[column + 1] is it.
+        let want: [Vec<(usize, f32)>; 2] = [
+            vec![(2, 2.0), (3, 3.0), (4, 2.5), (5, 2.0)],
+            vec![(1, -1.0), (2, -1.0), (3, -1.0)],
+        ];
+        let rolls = [&a, &b];
+        for row in 0..2 {
+            for c in 0..6 {
+                match want[row].iter().find(|(col, _)| *col == c) {
+                    Some(&(_, v)) => {
+                        let k = c + 1 - rolls[row].prompt.len();
+                        assert_eq!(ids[row][c + 1], rolls[row].response[k]);
+                        assert_eq!(adv[row][c], v, "row {row} column {c}");
+                        assert_eq!(wt[row][c], w[row] as f32);
+                        assert_eq!(lo[row][c], -1.0 - k as f32);
+                    }
+                    None => assert_eq!((adv[row][c], wt[row][c]), (0.0, 0.0)),
+                }
+            }
+        }
+        // The loss at ratio 1: d loss / d logp_new = -Atilde * w.
+        let logp = Var::from_tensor(&batch.logp_old).unwrap();
+        let (loss, _) = grpo::grpo_loss(
+            logp.as_tensor(),
+            &batch.logp_old,
+            &batch.adv,
+            &batch.weight,
+            None,
+            &LossConfig::default(),
+        )
+        .unwrap();
+        let g = loss.backward().unwrap();
+        let grad = g.get(logp.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+        for row in 0..2 {
+            for c in 0..6 {
+                let expect = -adv[row][c] * wt[row][c];
+                assert!((grad[row][c] - expect).abs() < 1e-6, "row {row} col {c}");
+            }
+        }
+    }
+}
