@@ -192,3 +192,11 @@ def test_rhythm_matches_cli_stream_json(name):
         assert list(map(float, ours[k])) == list(map(float, cli[k])), k
     for k in ("local", "global"):
         assert [list(x) for x in ours["heads"][k]] == cli["heads"][k], k
+
+
+def test_sampled_layers_match_the_binding():
+    rhythm = pytest.importorskip("rhythm")
+    if not hasattr(rhythm, "sample_layers"):
+        pytest.skip("the Rust binding is not installed")
+    for n in range(1, 100):
+        assert sampled_layers(n) == list(rhythm.sample_layers(n)), n

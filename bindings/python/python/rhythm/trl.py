@@ -28,6 +28,7 @@ from .torch import _MASK64, RhythmConfig, mix_seed, rhythm_gammas, shape_advanta
 
 __all__ = ["RhythmConfig", "RhythmGRPOTrainer", "mix_seed", "rhythm_gammas", "shape_advantages"]
 
+
 def _grpo_trainer_base() -> type:
     from trl import GRPOTrainer
 
