@@ -17,13 +17,13 @@ pub const CAUSAL_TOL: f32 = 1e-6;
 /// (safetensors names: `F64`, `F32`, `F16`, `BF16`; anything else is
 /// treated as `F32`). Rounding a valid row (non-negative, summing to 1) to
 /// the dtype moves each entry by at most `u * |a|` (`u` the unit roundoff:
-/// 2^-9 for bf16, 2^-11 for f16) or, for f16 entries below the normal
+/// 2^-8 for bf16's 8-bit significand, 2^-11 for f16's 11 bits) or, for f16 entries below the normal
 /// range, by half the subnormal spacing 2^-25; so the rounded row sums to
 /// 1 within `u + N * 2^-25`, added to [`ROW_SUM_TOL`] (which covers how
 /// the f32 map was computed).
 pub fn row_sum_tolerance(dtype: &str, seq_len: usize) -> f64 {
     let (u, sub) = match dtype {
-        "BF16" => (2f64.powi(-9), 0.0),
+        "BF16" => (2f64.powi(-8), 0.0),
         "F16" => (2f64.powi(-11), 2f64.powi(-25)),
         _ => (0.0, 0.0),
     };

@@ -242,10 +242,26 @@ impl Config {
         for (field, v, limit) in [
             ("vocab_size", self.vocab_size, LIMITS.vocab_size),
             ("hidden_size", self.hidden_size, LIMITS.hidden_size),
-            ("intermediate_size", self.intermediate_size, LIMITS.intermediate_size),
-            ("num_hidden_layers", self.num_hidden_layers, LIMITS.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads, LIMITS.num_attention_heads),
-            ("num_key_value_heads", self.num_kv_heads(), LIMITS.num_attention_heads),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                LIMITS.intermediate_size,
+            ),
+            (
+                "num_hidden_layers",
+                self.num_hidden_layers,
+                LIMITS.num_hidden_layers,
+            ),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                LIMITS.num_attention_heads,
+            ),
+            (
+                "num_key_value_heads",
+                self.num_kv_heads(),
+                LIMITS.num_attention_heads,
+            ),
             ("head_dim", self.head_dim(), LIMITS.head_dim),
             (
                 "max_position_embeddings",
@@ -339,7 +355,10 @@ impl Config {
             .checked_mul(q.checked_add(kv.checked_mul(2)?)?)?
             .checked_add(q.checked_mul(h)?)?
             .checked_add(q.checked_add(kv.checked_mul(2)?)?.checked_add(h)?)?;
-        let mlp = h.checked_mul(i)?.checked_mul(3)?.checked_add(i.checked_mul(3)?)?;
+        let mlp = h
+            .checked_mul(i)?
+            .checked_mul(3)?
+            .checked_add(i.checked_mul(3)?)?;
         let layer = attn
             .checked_add(mlp)?
             .checked_add(h.checked_mul(2)?)?

@@ -528,7 +528,13 @@ fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
 /// Refuses a block of attention rows `[heads, nb, r1]` (rows `r0..r0 + nb`
 /// of layer `layer`) holding a NaN or infinite weight, naming the layer,
 /// head and position. One vectorizable pass, then a search only on failure.
-fn check_finite_attention(probs: &[f32], layer: usize, r0: usize, nb: usize, r1: usize) -> Result<()> {
+fn check_finite_attention(
+    probs: &[f32],
+    layer: usize,
+    r0: usize,
+    nb: usize,
+    r1: usize,
+) -> Result<()> {
     if !probs.iter().fold(false, |acc, x| acc | !x.is_finite()) {
         return Ok(());
     }

@@ -200,14 +200,15 @@ pub fn first_non_finite(dtype: &str, data: &[u8]) -> Option<(usize, f32)> {
     }
 }
 
-/// Bytes per element of a safetensors dtype name.
-fn st_dtype_size(name: &str) -> Option<u64> {
+/// Bits per element of a safetensors dtype name.
+fn st_dtype_bits(name: &str) -> Option<u64> {
     Some(match name {
-        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" | "F4" | "F6_E2M3"
-        | "F6_E3M2" => 1,
-        "U16" | "I16" | "F16" | "BF16" => 2,
-        "U32" | "I32" | "F32" => 4,
-        "U64" | "I64" | "F64" | "C64" => 8,
+        "F4" => 4,
+        "F6_E2M3" | "F6_E3M2" => 6,
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 8,
+        "U16" | "I16" | "F16" | "BF16" => 16,
+        "U32" | "I32" | "F32" => 32,
+        "U64" | "I64" | "F64" => 64,
         _ => return None,
     })
 }
@@ -238,7 +239,7 @@ pub fn check_header(header: &[u8], data_len: u64) -> std::result::Result<usize, 
             .get("dtype")
             .and_then(|d| d.as_str())
             .ok_or_else(|| format!("tensor `{name}`: no dtype string"))?;
-        let size = st_dtype_size(dtype)
+        let bits = st_dtype_bits(dtype)
             .ok_or_else(|| format!("tensor `{name}`: unknown dtype `{dtype}`"))?;
         let shape = t
             .get("shape")
@@ -253,9 +254,15 @@ pub fn check_header(header: &[u8], data_len: u64) -> std::result::Result<usize, 
                 format!("tensor `{name}`: shape {shape:?} overflows 64-bit element counts")
             })?;
         }
-        let bytes = elems
-            .checked_mul(size)
+        let bits_total = elems
+            .checked_mul(bits)
             .ok_or_else(|| format!("tensor `{name}`: shape {shape:?} overflows 64-bit sizes"))?;
+        if bits_total % 8 != 0 {
+            return Err(format!(
+                "tensor `{name}`: {dtype} shape {shape:?} is not a whole number of bytes"
+            ));
+        }
+        let bytes = bits_total / 8;
         let offs = t
             .get("data_offsets")
             .and_then(|o| o.as_array())
@@ -295,7 +302,10 @@ pub fn check_header(header: &[u8], data_len: u64) -> std::result::Result<usize, 
 /// length, header, data) with [`check_header`].
 pub fn check_safetensors_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
     let Some(len) = bytes.get(..8) else {
-        return Err(format!("{} bytes, shorter than the 8-byte header length", bytes.len()));
+        return Err(format!(
+            "{} bytes, shorter than the 8-byte header length",
+            bytes.len()
+        ));
     };
     let n = u64::from_le_bytes(len.try_into().expect("8 bytes"));
     let avail = bytes.len() as u64 - 8;
@@ -319,10 +329,13 @@ pub fn check_safetensors_file(path: &Path) -> Result<usize> {
     let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
     let total = f.metadata().map_err(|e| ModelError::io(path, e))?.len();
     if total < 8 {
-        return Err(bad(format!("{total} bytes, shorter than the 8-byte header length")));
+        return Err(bad(format!(
+            "{total} bytes, shorter than the 8-byte header length"
+        )));
     }
     let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|e| ModelError::io(path, e))?;
+    f.read_exact(&mut len)
+        .map_err(|e| ModelError::io(path, e))?;
     let n = u64::from_le_bytes(len);
     if n > MAX_HEADER_BYTES || n > total - 8 {
         return Err(bad(format!(

@@ -179,12 +179,10 @@ pub fn is_stale_temp(name: &str) -> bool {
         && ["checkpoint-", "latest", "metrics.jsonl", "config.toml"]
             .iter()
             .any(|k| name.trim_start_matches('.').starts_with(k));
-    let legacy = ["latest.tmp", "metrics.tmp", "config.tmp"]
-        .iter()
-        .any(|k| {
-            name.strip_prefix(k)
-                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-        });
+    let legacy = ["latest.tmp", "metrics.tmp", "config.tmp"].iter().any(|k| {
+        name.strip_prefix(k)
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+    });
     hidden || legacy
 }
 
@@ -427,10 +425,7 @@ pub fn verify(dir: &Path) -> Result<TrainerState, CheckpointError> {
     if checkpoint_step(&dirname).is_some_and(|s| s != state.step) {
         return Err(bad(
             &dir.join(STATE_FILE),
-            format!(
-                "step = {} but the directory is {dirname}",
-                state.step
-            ),
+            format!("step = {} but the directory is {dirname}", state.step),
         ));
     }
     if state.files.is_empty() {
@@ -448,10 +443,7 @@ pub fn verify(dir: &Path) -> Result<TrainerState, CheckpointError> {
     }
     for need in ["model.safetensors", OPTIMIZER_FILE, "config.json"] {
         if !state.files.contains_key(need) {
-            return Err(bad(
-                &dir.join(STATE_FILE),
-                format!("files lacks {need}"),
-            ));
+            return Err(bad(&dir.join(STATE_FILE), format!("files lacks {need}")));
         }
     }
     for (name, want) in &state.files {

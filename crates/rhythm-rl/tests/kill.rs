@@ -155,7 +155,11 @@ fn assert_same(a: &Path, b: &Path) {
     assert_eq!(state(&ca), state(&cb), "trainer_state.json differs");
     assert_eq!(metrics(a), metrics(b), "metrics.jsonl differs");
     assert_eq!(metrics(b).len(), STEPS);
-    assert!(temps(b).is_empty(), "temporary entries left: {:?}", temps(b));
+    assert!(
+        temps(b).is_empty(),
+        "temporary entries left: {:?}",
+        temps(b)
+    );
 }
 
 /// How one kill is aimed.
@@ -278,7 +282,10 @@ fn run_kills(min_kills: usize, per_trial: usize, seed: u64) {
         assert_same(&a, &b);
     }
     eprintln!("uninterrupted run {full:?}; {trials} trials; {tally:?}");
-    assert!(tally.in_save > 0, "no kill landed in a checkpoint write: {tally:?}");
+    assert!(
+        tally.in_save > 0,
+        "no kill landed in a checkpoint write: {tally:?}"
+    );
     assert!(
         tally.before_first_checkpoint > 0,
         "no kill landed before the first checkpoint: {tally:?}"
@@ -318,7 +325,9 @@ fn corrupt_newest_checkpoint_falls_back() {
     let k = bytes.len() - 100;
     bytes[k] ^= 0x40;
     std::fs::write(&w, &bytes).unwrap();
-    let prev = b.join(checkpoint::checkpoint_name(STEPS - 2)).join("optimizer.safetensors");
+    let prev = b
+        .join(checkpoint::checkpoint_name(STEPS - 2))
+        .join("optimizer.safetensors");
     let len = std::fs::metadata(&prev).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
