@@ -193,7 +193,7 @@ mod tests {
                 "f.jsonl:1: \"response\"",
             ),
             ("\n", "no prompts"),
-            (long.as_str(), "f.jsonl:2: line of 1048589 bytes is longer"),
+            (long.as_str(), "f.jsonl:2: line of 1048590 bytes is longer"),
         ] {
             let e = parse_records("f.jsonl", bad).unwrap_err().to_string();
             assert!(e.starts_with(want) || e.contains(want), "{e}");
