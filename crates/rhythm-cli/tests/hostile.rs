@@ -181,7 +181,7 @@ fn broken_safetensors_headers_are_one_line_errors() {
     let body = &good[8 + n..];
     let with_header = |h: &str, data: &[u8]| {
         let mut h = h.as_bytes().to_vec();
-        while h.len() % 8 != 0 {
+        while !h.len().is_multiple_of(8) {
             h.push(b' ');
         }
         let mut out = (h.len() as u64).to_le_bytes().to_vec();

@@ -257,7 +257,7 @@ pub fn check_header(header: &[u8], data_len: u64) -> std::result::Result<usize, 
         let bits_total = elems
             .checked_mul(bits)
             .ok_or_else(|| format!("tensor `{name}`: shape {shape:?} overflows 64-bit sizes"))?;
-        if bits_total % 8 != 0 {
+        if !bits_total.is_multiple_of(8) {
             return Err(format!(
                 "tensor `{name}`: {dtype} shape {shape:?} is not a whole number of bytes"
             ));
