@@ -849,8 +849,7 @@ pub fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
         Err(e) => return Err(TrainError::Msg(format!("{}: {e}", path.display()))),
     };
     let mut keep = 0usize;
-    let mut expect = 1usize;
-    for line in text.split_inclusive(|&b| b == b'\n') {
+    for (expect, line) in (1usize..).zip(text.split_inclusive(|&b| b == b'\n')) {
         if expect > step || !line.ends_with(b"\n") {
             break;
         }
@@ -861,7 +860,6 @@ pub fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
             break;
         }
         keep += line.len();
-        expect += 1;
     }
     if keep < text.len() {
         checkpoint::write_atomic(path, &text[..keep])?;
