@@ -25,11 +25,23 @@ pub struct Record {
     pub origin: String,
 }
 
+/// Longest input line accepted, in bytes (1 MiB, some 250k tokens of
+/// English, more than any supported model's context). Checked before a
+/// line is parsed or tokenized: tokenizing takes a few hundred times the
+/// text's size in memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 /// Parses the text of a JSONL prompt file (`name` is used in messages).
 pub fn parse_records(name: &str, text: &str) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let origin = format!("{name}:{}", i + 1);
+        if line.len() > MAX_LINE_BYTES {
+            bail!(
+                "{origin}: line of {} bytes is longer than the {MAX_LINE_BYTES}-byte limit",
+                line.len()
+            );
+        }
         let line = line.trim();
         if line.is_empty() {
             continue;
@@ -102,6 +114,29 @@ pub fn records_from(
     }
 }
 
+/// Checks before any work that `path` can receive an output file: its
+/// directory exists and `path` is not itself a directory.
+pub fn check_destination(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "--out {}: directory {} does not exist (create it first)",
+            path.display(),
+            dir.display()
+        );
+    }
+    if path.is_dir() {
+        bail!(
+            "--out {}: is a directory, expected a file path",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory, flushed, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -123,7 +158,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.sync_all().ok();
         drop(f);
         std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            d.sync_all().ok();
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -137,6 +176,7 @@ mod tests {
 
     #[test]
     fn parses_lines_and_reports_line_numbers() {
+        let long = format!("\n{{\"prompt\": \"{}\"}}", "x".repeat(MAX_LINE_BYTES));
         let text = "{\"prompt\": \"a\"}\n\n{\"prompt\": \"b\", \"response\": \"c\", \"id\": 3}\n";
         let r = parse_records("f.jsonl", text).unwrap();
         assert_eq!(r.len(), 2);
@@ -153,6 +193,7 @@ mod tests {
                 "f.jsonl:1: \"response\"",
             ),
             ("\n", "no prompts"),
+            (long.as_str(), "f.jsonl:2: line of 1048590 bytes is longer"),
         ] {
             let e = parse_records("f.jsonl", bad).unwrap_err().to_string();
             assert!(e.starts_with(want) || e.contains(want), "{e}");

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use crate::analyze::{params_json, prepare, probe, AnalysisOpts};
 use crate::common::progress;
-use crate::jsonl::{read_records, write_atomic};
+use crate::jsonl::{check_destination, read_records, write_atomic};
 
 /// The paper's figures (Qwen3-4B-Base, 70 problems): top, bottom, Pr(top < bottom).
 pub const PAPER: (f64, f64, f64) = (0.534, 0.631, 0.8714);
@@ -140,6 +140,9 @@ fn mean(x: &[f64]) -> f64 {
 
 /// Runs `rhythm perturb`.
 pub fn run(args: &PerturbArgs) -> Result<()> {
+    if let Some(out) = &args.out {
+        check_destination(out)?;
+    }
     if args.k_pos == 0 || args.k_cand == 0 {
         anyhow::bail!("--k-pos and --k-cand must be at least 1");
     }
@@ -272,13 +275,15 @@ pub fn run(args: &PerturbArgs) -> Result<()> {
         "paper": {"top_mean": PAPER.0, "bottom_mean": PAPER.1, "pr_top_lt_bottom": PAPER.2},
         "per_problem": problems,
     });
-    if let Some(out) = &args.out {
-        write_atomic(out, serde_json::to_string_pretty(&doc)?.as_bytes())?;
-    }
+    // Print first: a failing write of --out must not lose the result.
+    let text = serde_json::to_string_pretty(&doc)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        println!("{text}");
     } else {
         println!("{}", table_text(&doc));
+    }
+    if let Some(out) = &args.out {
+        write_atomic(out, text.as_bytes())?;
     }
     Ok(())
 }

@@ -43,6 +43,9 @@ pub struct MapsFile {
     pub entropy: Option<Vec<f64>>,
     /// `response_start` from the metadata, if present.
     pub response_start: Option<usize>,
+    /// The maps' storage dtype (`F32`, `F16` or `BF16`; the coarsest when
+    /// layers differ), which sets the row-sum tolerance.
+    pub dtype: String,
 }
 
 fn to_f32(path: &Path, name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
@@ -90,6 +93,7 @@ pub fn read_maps(path: &Path) -> Result<MapsFile> {
     let mut shape: Option<(String, Vec<usize>)> = None;
     let mut entropy_t = None;
     let mut logits = None;
+    let mut map_dtype: Option<&str> = None;
     for (name, view) in st.tensors() {
         if let Some(l) = name.strip_prefix("attn.") {
             let layer: usize = l.parse().map_err(|_| {
@@ -111,6 +115,19 @@ pub fn read_maps(path: &Path) -> Result<MapsFile> {
                 }
             } else {
                 shape = Some((name.clone(), sh));
+            }
+            let dt = format!("{:?}", view.dtype());
+            if map_dtype.is_none_or(|d: &str| {
+                rhythm_core::maps::row_sum_tolerance(&dt, 1)
+                    > rhythm_core::maps::row_sum_tolerance(d, 1)
+            }) {
+                map_dtype = Some(if dt == "BF16" {
+                    "BF16"
+                } else if dt == "F16" {
+                    "F16"
+                } else {
+                    "F32"
+                });
             }
             layers.insert(layer, to_f32(path, &name, view.dtype(), view.data())?);
         } else if name == "entropy" {
@@ -174,6 +191,7 @@ pub fn read_maps(path: &Path) -> Result<MapsFile> {
         layers,
         entropy,
         response_start,
+        dtype: map_dtype.unwrap_or("F32").to_string(),
     })
 }
 
@@ -195,7 +213,8 @@ pub fn summarize_maps(
                 seq_len: n,
                 data: &data[h * n * n..(h + 1) * n * n],
             };
-            map.validate().with_context(|| path.display().to_string())?;
+            map.validate_with_tol(rhythm_core::maps::row_sum_tolerance(&file.dtype, n))
+                .with_context(|| path.display().to_string())?;
             out.push(map.summarize(cfg));
         }
     }

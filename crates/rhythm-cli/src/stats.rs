@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::analyze::{params_json, prepare, probe, AnalysisOpts, GenOpts};
 use crate::common::progress;
-use crate::jsonl::{read_records, write_atomic};
+use crate::jsonl::{check_destination, read_records, write_atomic};
 
 /// The paper's figures (Qwen3-4B-Base, 70 GSM8K problems): observed, random.
 pub const PAPER: [(f64, f64); 3] = [(0.3608, 0.2386), (0.6084, 0.2241), (0.5253, 0.3687)];
@@ -90,6 +90,9 @@ pub fn table_text(doc: &Value) -> String {
 
 /// Runs `rhythm stats`.
 pub fn run(args: &StatsArgs) -> Result<()> {
+    if let Some(out) = &args.out {
+        check_destination(out)?;
+    }
     let params = args.opts.params()?;
     let records = read_records(&args.input)?;
     let model = args.device.device.load(&args.model)?;
@@ -143,13 +146,15 @@ pub fn run(args: &StatsArgs) -> Result<()> {
         "skipped": skipped,
         "rows": rows,
     });
-    if let Some(out) = &args.out {
-        write_atomic(out, serde_json::to_string_pretty(&doc)?.as_bytes())?;
-    }
+    // Print first: a failing write of --out must not lose the result.
+    let text = serde_json::to_string_pretty(&doc)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        println!("{text}");
     } else {
         println!("{}", table_text(&doc));
+    }
+    if let Some(out) = &args.out {
+        write_atomic(out, text.as_bytes())?;
     }
     Ok(())
 }

@@ -13,6 +13,23 @@ pub const ROW_SUM_TOL: f64 = 1e-3;
 /// Largest magnitude tolerated above the diagonal of a causal map.
 pub const CAUSAL_TOL: f32 = 1e-6;
 
+/// Row-sum tolerance for a map of `seq_len` columns stored as `dtype`
+/// (safetensors names: `F64`, `F32`, `F16`, `BF16`; anything else is
+/// treated as `F32`). Rounding a valid row (non-negative, summing to 1) to
+/// the dtype moves each entry by at most `u * |a|` (`u` the unit roundoff:
+/// 2^-8 for bf16's 8-bit significand, 2^-11 for f16's 11 bits) or, for f16 entries below the normal
+/// range, by half the subnormal spacing 2^-25; so the rounded row sums to
+/// 1 within `u + N * 2^-25`, added to [`ROW_SUM_TOL`] (which covers how
+/// the f32 map was computed).
+pub fn row_sum_tolerance(dtype: &str, seq_len: usize) -> f64 {
+    let (u, sub) = match dtype {
+        "BF16" => (2f64.powi(-8), 0.0),
+        "F16" => (2f64.powi(-11), 2f64.powi(-25)),
+        _ => (0.0, 0.0),
+    };
+    ROW_SUM_TOL + u + seq_len as f64 * sub
+}
+
 /// One head's causal attention map, row-major `N x N`.
 #[derive(Clone, Copy, Debug)]
 pub struct HeadMap<'a> {
@@ -35,6 +52,12 @@ impl<'a> HeadMap<'a> {
     /// Checks SPEC's definition: finite, non-negative, zero above the
     /// diagonal, each row summing to 1 within [`ROW_SUM_TOL`].
     pub fn validate(&self) -> Result<(), CoreError> {
+        self.validate_with_tol(ROW_SUM_TOL)
+    }
+
+    /// [`Self::validate`] with row sums allowed to miss 1 by `row_sum_tol`
+    /// (see [`row_sum_tolerance`] for maps stored in a 16-bit dtype).
+    pub fn validate_with_tol(&self, row_sum_tol: f64) -> Result<(), CoreError> {
         let n = self.seq_len;
         let bad = |row: usize, problem: String| CoreError::BadMap {
             layer: self.layer,
@@ -42,7 +65,7 @@ impl<'a> HeadMap<'a> {
             row,
             problem,
         };
-        if self.data.len() != n * n {
+        if n.checked_mul(n) != Some(self.data.len()) {
             return Err(bad(
                 0,
                 format!("has {} entries, expected {n} x {n}", self.data.len()),
@@ -69,10 +92,10 @@ impl<'a> HeadMap<'a> {
                 }
                 sum += a as f64;
             }
-            if (sum - 1.0).abs() > ROW_SUM_TOL {
+            if (sum - 1.0).abs() > row_sum_tol {
                 return Err(bad(
                     t,
-                    format!("sums to {sum:.6}, expected 1 (within 1e-3)"),
+                    format!("sums to {sum:.6}, expected 1 (within {row_sum_tol:.2e})"),
                 ));
             }
         }
@@ -131,7 +154,8 @@ pub fn fai_of_map(map: &[f64], seq_len: usize, p: usize, horizon: (usize, usize)
         .map(|s| {
             let ts: Vec<usize> = (p..seq_len)
                 .filter(|&t| {
-                    s + horizon.0 <= t && t <= (seq_len - 1).min(s.saturating_add(horizon.1))
+                    s.saturating_add(horizon.0) <= t
+                        && t <= (seq_len - 1).min(s.saturating_add(horizon.1))
                 })
                 .collect();
             if ts.is_empty() {
@@ -148,7 +172,9 @@ pub fn fai_of_map(map: &[f64], seq_len: usize, p: usize, horizon: (usize, usize)
 pub fn vertical_of_map(map: &[f64], seq_len: usize, p: usize, prox: usize) -> Vec<f64> {
     (p..seq_len)
         .filter_map(|s| {
-            let ts: Vec<usize> = (p..seq_len).filter(|&t| t >= s + prox).collect();
+            let ts: Vec<usize> = (p..seq_len)
+                .filter(|&t| t >= s.saturating_add(prox))
+                .collect();
             if ts.is_empty() {
                 None
             } else {

@@ -250,7 +250,7 @@ impl HeadSummary {
         }
         // 3. Vertical-score column sums: s in R with t >= s + p.
         let p = self.cfg.proximity;
-        if t >= p + p0 {
+        if p.checked_add(p0).is_some_and(|first| t >= first) {
             let dst = &mut self.vert_sum[..=t - p - p0];
             for (acc, &a) in dst.iter_mut().zip(&row[p0..=t - p]) {
                 *acc += a as f64;

@@ -137,9 +137,59 @@ fn default_eps() -> f64 {
     1e-6
 }
 
+/// Upper bounds on the sizes a `config.json` may declare (checked by
+/// [`Config::validate`] before anything is allocated from them).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `vocab_size`.
+    pub vocab_size: usize,
+    /// `hidden_size`.
+    pub hidden_size: usize,
+    /// `intermediate_size`.
+    pub intermediate_size: usize,
+    /// `num_hidden_layers`.
+    pub num_hidden_layers: usize,
+    /// `num_attention_heads` (and `num_key_value_heads`).
+    pub num_attention_heads: usize,
+    /// `head_dim`.
+    pub head_dim: usize,
+    /// `max_position_embeddings`.
+    pub max_position_embeddings: usize,
+    /// The implied weight count ([`Config::parameter_count`]).
+    pub parameters: u64,
+}
+
+/// The limits in force: generous (Llama 3.1 405B has 126 layers, hidden
+/// 16384, 128 heads, intermediate 53248, vocabulary 128256, 131072
+/// positions), yet small enough that nothing sized from them overflows.
+pub const LIMITS: Limits = Limits {
+    vocab_size: 1 << 21,
+    hidden_size: 1 << 16,
+    intermediate_size: 1 << 18,
+    num_hidden_layers: 1024,
+    num_attention_heads: 1024,
+    head_dim: 1024,
+    max_position_embeddings: 1 << 24,
+    parameters: 1 << 40,
+};
+
+/// Largest `config.json` read, in bytes.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 impl Config {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
+        if let Ok(md) = std::fs::metadata(path) {
+            if md.len() > MAX_CONFIG_BYTES {
+                return Err(ModelError::Json {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "{} bytes, more than the {MAX_CONFIG_BYTES}-byte limit for a config.json",
+                        md.len()
+                    ),
+                });
+            }
+        }
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ModelError::MissingFile {
                 path: path.to_path_buf(),
@@ -186,6 +236,56 @@ impl Config {
             if v == 0 {
                 return Err(bad(field, "expected a positive integer, found 0".into()));
             }
+        }
+        // Upper bounds, checked before anything is sized from them (the
+        // largest public checkpoints stay well inside each).
+        for (field, v, limit) in [
+            ("vocab_size", self.vocab_size, LIMITS.vocab_size),
+            ("hidden_size", self.hidden_size, LIMITS.hidden_size),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                LIMITS.intermediate_size,
+            ),
+            (
+                "num_hidden_layers",
+                self.num_hidden_layers,
+                LIMITS.num_hidden_layers,
+            ),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                LIMITS.num_attention_heads,
+            ),
+            (
+                "num_key_value_heads",
+                self.num_kv_heads(),
+                LIMITS.num_attention_heads,
+            ),
+            ("head_dim", self.head_dim(), LIMITS.head_dim),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                LIMITS.max_position_embeddings,
+            ),
+        ] {
+            if v > limit {
+                return Err(bad(
+                    field,
+                    format!("{v} is larger than the limit {limit} (expected 1..={limit})"),
+                ));
+            }
+        }
+        let params = self.parameter_count();
+        if params.is_none_or(|p| p > LIMITS.parameters) {
+            return Err(bad(
+                "num_hidden_layers",
+                format!(
+                    "the sizes imply {} parameters, more than the limit {}",
+                    params.map_or("over 2^64".to_string(), |p| p.to_string()),
+                    LIMITS.parameters
+                ),
+            ));
         }
         if !self.num_attention_heads.is_multiple_of(self.num_kv_heads()) {
             return Err(bad(
@@ -236,6 +336,37 @@ impl Config {
         }
         self.rope_scaling_checked(path)?;
         Ok(())
+    }
+
+    /// An upper estimate of the number of weights (embeddings, output head,
+    /// attention with biases, MLP, norms), in checked arithmetic; `None`
+    /// on overflow.
+    pub fn parameter_count(&self) -> Option<u64> {
+        let (v, h, i) = (
+            self.vocab_size as u64,
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+        );
+        let (q, kv) = (
+            (self.num_attention_heads as u64).checked_mul(self.head_dim() as u64)?,
+            (self.num_kv_heads() as u64).checked_mul(self.head_dim() as u64)?,
+        );
+        let attn = h
+            .checked_mul(q.checked_add(kv.checked_mul(2)?)?)?
+            .checked_add(q.checked_mul(h)?)?
+            .checked_add(q.checked_add(kv.checked_mul(2)?)?.checked_add(h)?)?;
+        let mlp = h
+            .checked_mul(i)?
+            .checked_mul(3)?
+            .checked_add(i.checked_mul(3)?)?;
+        let layer = attn
+            .checked_add(mlp)?
+            .checked_add(h.checked_mul(2)?)?
+            .checked_add(self.head_dim() as u64 * 2)?;
+        layer
+            .checked_mul(self.num_hidden_layers as u64)?
+            .checked_add(v.checked_mul(h)?.checked_mul(2)?)?
+            .checked_add(h)
     }
 
     /// The decoder family.

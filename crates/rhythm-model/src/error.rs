@@ -134,6 +134,13 @@ pub enum ModelError {
         /// What was expected.
         msg: String,
     },
+    /// A weight, logit, attention or log-probability that is NaN or
+    /// infinite (the message names the tensor, layer or position).
+    #[error("{what}")]
+    NonFinite {
+        /// Where, and what was found.
+        what: String,
+    },
     /// A tensor operation failed (a bug or an out-of-memory condition).
     #[error("tensor computation failed: {}", one_line(&.0.to_string()))]
     Candle(#[from] candle_core::Error),

@@ -137,10 +137,35 @@ impl Pretrained {
                 path: path.clone(),
                 what: "a Hugging Face tokenizer.json (needed for text input)",
             })?;
-        let enc = tok.encode(text, true).map_err(|e| ModelError::Tokenizer {
-            path,
+        let tok_err = |e: tokenizers::Error| ModelError::Tokenizer {
+            path: path.clone(),
             msg: e.to_string().replace('\n', " "),
-        })?;
+        };
+        // A text far longer than the model's context is refused before it
+        // is tokenized whole (tokenizing takes a few hundred times the
+        // text's size in memory): prefixes of doubling length are encoded
+        // until one alone exceeds the context or the whole text is reached.
+        let max = self.model.config().max_position_embeddings;
+        let mut cut = max.saturating_mul(8).max(4096);
+        while cut < text.len() {
+            let mut c = cut;
+            while !text.is_char_boundary(c) {
+                c -= 1;
+            }
+            let n = tok.encode(&text[..c], true).map_err(tok_err)?.len();
+            if n > max.saturating_add(16) {
+                return Err(ModelError::InvalidArgument {
+                    name: "text",
+                    msg: format!(
+                        "{} bytes of text: its first {c} bytes alone encode to {n} tokens, more than \
+                         max_position_embeddings = {max}",
+                        text.len()
+                    ),
+                });
+            }
+            cut = cut.saturating_mul(2);
+        }
+        let enc = tok.encode(text, true).map_err(tok_err)?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -194,8 +219,9 @@ const SIDE_FILES: &[&str] = &[
 /// (`torch_dtype` set to `dtype`), `model.safetensors` with the checkpoint
 /// names (format `pt`, loadable by transformers) and the tokenizer /
 /// generation files of `copy_from`. The directory is assembled under a
-/// temporary name next to `out` and renamed into place; an existing `out`
-/// is replaced only once the new one is complete.
+/// temporary name next to `out`, every file and the directory are fsync'd,
+/// and it is renamed into place (the parent is fsync'd after); an existing
+/// `out` is replaced only once the new one is complete.
 pub fn save_pretrained(
     model: &Model,
     out: &Path,
@@ -221,6 +247,7 @@ pub fn save_pretrained(
         let text = serde_json::to_string_pretty(&cfg).expect("config serializes");
         let cpath = tmp.join("config.json");
         std::fs::write(&cpath, text).map_err(|e| ModelError::io(&cpath, e))?;
+        weights::sync_path(&cpath)?;
         // 2. model.safetensors.
         let mut tensors = Vec::with_capacity(model.named_weights().len());
         for (name, t) in model.named_weights() {
@@ -234,10 +261,12 @@ pub fn save_pretrained(
                 let from = src.join(f);
                 if from.is_file() {
                     std::fs::copy(&from, tmp.join(f)).map_err(|e| ModelError::io(&from, e))?;
+                    weights::sync_path(&tmp.join(f))?;
                 }
             }
         }
-        Ok(())
+        // Every file is on disk; so is the directory's table.
+        weights::sync_path(&tmp)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -252,5 +281,8 @@ pub fn save_pretrained(
     } else {
         std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
     }
-    Ok(())
+    match out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => weights::sync_path(parent),
+        None => weights::sync_path(Path::new(".")),
+    }
 }

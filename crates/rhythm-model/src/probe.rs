@@ -414,6 +414,7 @@ impl Model {
                     causal_softmax(sc, nb, r1, r0, self.dims.scale() as f32)
                 })?;
                 drop(scores);
+                check_finite_attention(&probs, l, r0, nb, r1)?;
                 timing.attention += t0.elapsed();
                 let t0 = Instant::now();
                 if let Some(sink) = sink.as_deref_mut() {
@@ -481,7 +482,16 @@ impl Model {
                         })
                         .collect()
                 })?;
-                for (h, lp) in pairs {
+                for (i, (h, lp)) in pairs.into_iter().enumerate() {
+                    if !(h.is_finite() && lp.is_finite()) {
+                        return Err(ModelError::NonFinite {
+                            what: format!(
+                                "non-finite logits predicting position {} (entropy {h}, log-prob {lp}); \
+                                 the model's weights or activations are not finite",
+                                a + i + 1
+                            ),
+                        });
+                    }
                     stats.entropies.push(h);
                     stats.logprobs.push(lp);
                 }
@@ -513,6 +523,31 @@ fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     }
     let v = t.flatten_all()?.to_vec1::<f32>()?;
     Ok(f(&v))
+}
+
+/// Refuses a block of attention rows `[heads, nb, r1]` (rows `r0..r0 + nb`
+/// of layer `layer`) holding a NaN or infinite weight, naming the layer,
+/// head and position. One vectorizable pass, then a search only on failure.
+fn check_finite_attention(
+    probs: &[f32],
+    layer: usize,
+    r0: usize,
+    nb: usize,
+    r1: usize,
+) -> Result<()> {
+    if !probs.iter().fold(false, |acc, x| acc | !x.is_finite()) {
+        return Ok(());
+    }
+    let k = probs.iter().position(|x| !x.is_finite()).unwrap_or(0);
+    let (head, i, j) = (k / (nb * r1), (k / r1) % nb, k % r1);
+    Err(ModelError::NonFinite {
+        what: format!(
+            "layer {layer}, head {head}: non-finite attention weight ({}) at query position {}, key {j}; \
+             the model's weights or activations are not finite",
+            probs[k],
+            r0 + i
+        ),
+    })
 }
 
 /// Scaled causal softmax of a block of score rows `[heads, nb, r1]` whose

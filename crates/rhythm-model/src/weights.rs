@@ -86,6 +86,8 @@ impl Shards {
         let mut files = Vec::with_capacity(paths.len());
         let mut routing = HashMap::new();
         for (i, p) in paths.iter().enumerate() {
+            // Header bounds first (checked arithmetic, one-line errors).
+            check_safetensors_file(p)?;
             // SAFETY: the file is mapped read-only; like every safetensors
             // reader we assume it is not truncated while we read it.
             let st = unsafe { MmapedSafetensors::new(p) }.map_err(|e| ModelError::Safetensors {
@@ -132,10 +134,24 @@ impl Shards {
                 });
             }
         }
-        // 2. Read and convert to f32 once.
+        // 2. Read (refusing NaN / infinite values, one pass over the
+        //    stored bytes) and convert to f32 once.
         let mut out = HashMap::with_capacity(specs.len());
         for spec in specs {
             let (path, st) = self.file_of(&spec.name)?;
+            if let Ok(view) = st.get(&spec.name) {
+                let dt = format!("{:?}", view.dtype());
+                if let Some((i, v)) = first_non_finite(&dt, view.data()) {
+                    return Err(ModelError::NonFinite {
+                        what: format!(
+                            "{}: weight `{}` holds a non-finite value ({v}) at flat index {i} \
+                             (expected finite weights)",
+                            path.display(),
+                            spec.name
+                        ),
+                    });
+                }
+            }
             let t = st
                 .load(&spec.name, device)
                 .and_then(|t| t.to_dtype(DType::F32))
@@ -158,6 +174,179 @@ impl Shards {
             })?;
         Ok(&self.files[i])
     }
+}
+
+/// Largest safetensors header accepted (the safetensors crate's limit).
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The first value of raw little-endian `data` of safetensors dtype
+/// `dtype` (`F32`, `BF16`, `F16`; other dtypes are not scanned) that is NaN
+/// or infinite: its element index and value.
+pub fn first_non_finite(dtype: &str, data: &[u8]) -> Option<(usize, f32)> {
+    match dtype {
+        "F32" => data.chunks_exact(4).enumerate().find_map(|(i, c)| {
+            let b = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            (b & 0x7f80_0000 == 0x7f80_0000).then(|| (i, f32::from_bits(b)))
+        }),
+        "BF16" => data.chunks_exact(2).enumerate().find_map(|(i, c)| {
+            let b = u16::from_le_bytes([c[0], c[1]]);
+            (b & 0x7f80 == 0x7f80).then(|| (i, half::bf16::from_bits(b).to_f32()))
+        }),
+        "F16" => data.chunks_exact(2).enumerate().find_map(|(i, c)| {
+            let b = u16::from_le_bytes([c[0], c[1]]);
+            (b & 0x7c00 == 0x7c00).then(|| (i, half::f16::from_bits(b).to_f32()))
+        }),
+        _ => None,
+    }
+}
+
+/// Bits per element of a safetensors dtype name.
+fn st_dtype_bits(name: &str) -> Option<u64> {
+    Some(match name {
+        "F4" => 4,
+        "F6_E2M3" | "F6_E3M2" => 6,
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 8,
+        "U16" | "I16" | "F16" | "BF16" => 16,
+        "U32" | "I32" | "F32" => 32,
+        "U64" | "I64" | "F64" => 64,
+        _ => return None,
+    })
+}
+
+/// Validates a safetensors header (the JSON after the 8-byte length) for a
+/// data section of `data_len` bytes: every tensor has a known dtype, a
+/// shape whose byte size (checked arithmetic) equals its offsets' span,
+/// offsets inside the data section, and no two tensors overlap. Returns
+/// the number of tensors, or a one-line description of the first problem.
+pub fn check_header(header: &[u8], data_len: u64) -> std::result::Result<usize, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| format!("header is not JSON: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or("header is not a JSON object of tensors")?;
+    let mut spans: Vec<(u64, u64, &str)> = Vec::with_capacity(obj.len());
+    for (name, t) in obj {
+        if name == "__metadata__" {
+            let ok = t
+                .as_object()
+                .is_some_and(|m| m.values().all(|x| x.is_string()));
+            if !ok {
+                return Err("`__metadata__` is not an object of strings".into());
+            }
+            continue;
+        }
+        let dtype = t
+            .get("dtype")
+            .and_then(|d| d.as_str())
+            .ok_or_else(|| format!("tensor `{name}`: no dtype string"))?;
+        let bits = st_dtype_bits(dtype)
+            .ok_or_else(|| format!("tensor `{name}`: unknown dtype `{dtype}`"))?;
+        let shape = t
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .ok_or_else(|| format!("tensor `{name}`: no shape array"))?;
+        let mut elems: u64 = 1;
+        for d in shape {
+            let d = d.as_u64().ok_or_else(|| {
+                format!("tensor `{name}`: shape entry {d} is not a non-negative integer")
+            })?;
+            elems = elems.checked_mul(d).ok_or_else(|| {
+                format!("tensor `{name}`: shape {shape:?} overflows 64-bit element counts")
+            })?;
+        }
+        let bits_total = elems
+            .checked_mul(bits)
+            .ok_or_else(|| format!("tensor `{name}`: shape {shape:?} overflows 64-bit sizes"))?;
+        if !bits_total.is_multiple_of(8) {
+            return Err(format!(
+                "tensor `{name}`: {dtype} shape {shape:?} is not a whole number of bytes"
+            ));
+        }
+        let bytes = bits_total / 8;
+        let offs = t
+            .get("data_offsets")
+            .and_then(|o| o.as_array())
+            .filter(|o| o.len() == 2)
+            .ok_or_else(|| format!("tensor `{name}`: data_offsets is not [begin, end]"))?;
+        let (Some(begin), Some(end)) = (offs[0].as_u64(), offs[1].as_u64()) else {
+            return Err(format!(
+                "tensor `{name}`: data_offsets {offs:?} are not non-negative integers"
+            ));
+        };
+        if begin > end || end > data_len {
+            return Err(format!(
+                "tensor `{name}`: data_offsets [{begin}, {end}] outside the {data_len}-byte data section"
+            ));
+        }
+        if end - begin != bytes {
+            return Err(format!(
+                "tensor `{name}`: data_offsets span {} bytes but {dtype} shape {shape:?} needs {bytes}",
+                end - begin
+            ));
+        }
+        spans.push((begin, end, name));
+    }
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        if w[1].0 < w[0].1 {
+            return Err(format!(
+                "tensors `{}` and `{}` overlap in the data section",
+                w[0].2, w[1].2
+            ));
+        }
+    }
+    Ok(spans.len())
+}
+
+/// Validates a whole safetensors file held in memory (8-byte header
+/// length, header, data) with [`check_header`].
+pub fn check_safetensors_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
+    let Some(len) = bytes.get(..8) else {
+        return Err(format!(
+            "{} bytes, shorter than the 8-byte header length",
+            bytes.len()
+        ));
+    };
+    let n = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+    let avail = bytes.len() as u64 - 8;
+    if n > MAX_HEADER_BYTES || n > avail {
+        return Err(format!(
+            "header length {n} exceeds the file's remaining {avail} bytes or the {MAX_HEADER_BYTES}-byte limit"
+        ));
+    }
+    let n = n as usize;
+    check_header(&bytes[8..8 + n], (bytes.len() - 8 - n) as u64)
+}
+
+/// Validates the header of the safetensors file at `path` against its
+/// length ([`check_header`]) without reading the data.
+pub fn check_safetensors_file(path: &Path) -> Result<usize> {
+    use std::io::Read;
+    let bad = |msg: String| ModelError::Safetensors {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let total = f.metadata().map_err(|e| ModelError::io(path, e))?.len();
+    if total < 8 {
+        return Err(bad(format!(
+            "{total} bytes, shorter than the 8-byte header length"
+        )));
+    }
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|e| ModelError::io(path, e))?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER_BYTES || n > total - 8 {
+        return Err(bad(format!(
+            "header length {n} exceeds the file's remaining {} bytes or the {MAX_HEADER_BYTES}-byte limit",
+            total - 8
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|e| ModelError::io(path, e))?;
+    check_header(&header, total - 8 - n).map_err(bad)
 }
 
 fn st_message(e: &candle_core::Error) -> String {
@@ -283,7 +472,18 @@ pub fn write_safetensors_atomic(
     write_safetensors(&tmp, tensors, metadata).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))?;
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_path(parent),
+        None => sync_path(Path::new(".")),
+    }
+}
+
+/// Flushes a file or directory (its entry table) to disk.
+pub fn sync_path(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ModelError::io(path, e))
 }
 
 pub(crate) fn temp_sibling(path: &Path) -> PathBuf {

@@ -161,6 +161,10 @@ pub fn countdown_to_jsonl(instances: &[CountdownInstance]) -> String {
     out
 }
 
+/// Longest dataset line accepted, in bytes (1 MiB), checked before the
+/// line is parsed (and long before anything is tokenized).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 fn parse_lines<T>(
     text: &str,
     source_name: &str,
@@ -169,14 +173,20 @@ fn parse_lines<T>(
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
         let error = |message: String| DatasetError::Line {
             source_name: source_name.to_string(),
             line: index + 1,
             message,
         };
+        if line.len() > MAX_LINE_BYTES {
+            return Err(error(format!(
+                "line of {} bytes is longer than the {MAX_LINE_BYTES}-byte limit",
+                line.len()
+            )));
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
         let value: Value = serde_json::from_str(line).map_err(|e| {
             error(format!(
                 "expected one JSON object per line, found invalid JSON ({} at column {})",

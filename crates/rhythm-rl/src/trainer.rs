@@ -266,13 +266,49 @@ impl Trainer {
         Self::assemble(cfg, policy, opt, source, 0, None)
     }
 
-    /// Continues the run in `out` from its newest checkpoint, with the
-    /// configuration saved there, except the fields of `overrides` named in
-    /// `explicit` (e.g. a larger `steps`).
+    /// Continues the run in `out` from its newest intact checkpoint (see
+    /// [`checkpoint::find_latest`]; damaged newer ones are skipped with a
+    /// warning), with the configuration saved there, except the fields of
+    /// `overrides` named in `explicit` (e.g. a larger `steps`). A run killed
+    /// before its first checkpoint restarts from step 0 with the
+    /// `config.toml` it wrote when it started. `metrics.jsonl` is cut back
+    /// to the checkpoint's step when the run continues ([`Trainer::run`]).
     pub fn resume(out: &Path, overrides: Option<(&TrainConfig, &[String])>) -> Result<Self> {
-        let dir = checkpoint::latest(out).ok_or_else(|| {
-            TrainError::Msg(format!("{}: no checkpoint to resume from", out.display()))
-        })?;
+        let (found, skipped) = checkpoint::find_latest(out);
+        if found.is_some() {
+            // Said on stderr: a fallback repeats steps, the user must know.
+            for (dir, why) in &skipped {
+                eprintln!(
+                    "warning: skipping damaged checkpoint {}: {why}",
+                    dir.display()
+                );
+            }
+        }
+        let Some(dir) = found else {
+            if let Some((dir, why)) = skipped.first() {
+                return Err(TrainError::Msg(format!(
+                    "{}: no intact checkpoint to resume from (newest, {}: {why}); \
+                     remove the damaged checkpoints to restart the run",
+                    out.display(),
+                    dir.display()
+                )));
+            }
+            // Killed before the first checkpoint: start over with the
+            // configuration the run recorded.
+            let cpath = out.join("config.toml");
+            if !cpath.is_file() {
+                return Err(TrainError::Msg(format!(
+                    "{}: no checkpoint and no config.toml to resume from",
+                    out.display()
+                )));
+            }
+            let mut cfg = TrainConfig::from_toml_file(&cpath)?;
+            if let Some((o, explicit)) = overrides {
+                cfg = o.merge_explicit(&cfg, explicit);
+            }
+            cfg.out = out.to_path_buf();
+            return Self::new(cfg);
+        };
         let state = checkpoint::load_state(&dir)?;
         let mut cfg = state.config.clone();
         if let Some((o, explicit)) = overrides {
@@ -288,21 +324,6 @@ impl Trainer {
         let source = state.config.model.clone();
         let mut t = Self::assemble(cfg, policy, opt, source, state.step, state.groups)?;
         t.source = dir;
-        // Drop metrics of steps after the checkpoint (they will be redone).
-        let mpath = out.join("metrics.jsonl");
-        if let Ok(text) = std::fs::read_to_string(&mpath) {
-            let kept: String = text
-                .lines()
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                        .is_some_and(|s| s as usize <= state.step)
-                })
-                .map(|l| format!("{l}\n"))
-                .collect();
-            checkpoint::write_atomic(&mpath, kept.as_bytes())?;
-        }
         Ok(t)
     }
 
@@ -387,10 +408,27 @@ impl Trainer {
 
     /// Runs steps until `cfg.steps`, checkpointing and writing
     /// `metrics.jsonl`; `on_step` sees each step's metrics.
+    ///
+    /// Crash consistency: first the temporary entries of killed runs are
+    /// removed ([`checkpoint::clean_stale`]) and `metrics.jsonl` is cut back
+    /// to the lines of steps `1..=self.step` (the steps the current state
+    /// holds; all of it for a fresh run), so that a run killed at any
+    /// instant and resumed writes exactly the lines of an uninterrupted
+    /// run. Each line is fsync'd before the step's checkpoint is written,
+    /// so the metrics never lag a checkpoint.
     pub fn run(&mut self, mut on_step: impl FnMut(&StepMetrics)) -> Result<()> {
         let out = self.cfg.out.clone();
         std::fs::create_dir_all(&out)
             .map_err(|e| TrainError::Msg(format!("{}: {e}", out.display())))?;
+        let removed = checkpoint::clean_stale(&out)?;
+        if !removed.is_empty() {
+            tracing::debug!(
+                "removed temporary files of an interrupted run in {}: {}",
+                out.display(),
+                removed.join(", ")
+            );
+        }
+        truncate_metrics(&out.join("metrics.jsonl"), self.step)?;
         let cfg_text = self.cfg.to_toml();
         checkpoint::write_atomic(&out.join("config.toml"), cfg_text.as_bytes())?;
         while self.step < self.cfg.steps {
@@ -420,6 +458,7 @@ impl Trainer {
             config: self.cfg.clone(),
             groups: self.groups.clone(),
             rng: "ChaCha8 seeded from (seed, step[, index]); nothing to restore beyond step".into(),
+            files: Default::default(),
         };
         Ok(checkpoint::save(
             &self.cfg.out,
@@ -518,11 +557,27 @@ impl Trainer {
         m.response_len = m.gen_tokens as f64 / total;
         // 4. Probe: logp_old, entropy, summaries -> gamma.
         let t0 = Instant::now();
-        self.probe_and_credit(&mut rolls, &mut m)?;
+        self.probe_and_credit(&mut rolls, &mut m)
+            .map_err(|e| match e {
+                TrainError::Model(rhythm_model::ModelError::NonFinite { what }) => {
+                    TrainError::Msg(format!("step {}: {what}", step + 1))
+                }
+                e => e,
+            })?;
+        check_finite_rollouts(step + 1, &rolls)?;
         m.probe_s = t0.elapsed().as_secs_f64();
         // 5. Update.
         let t0 = Instant::now();
         self.update(&rolls, &mut m)?;
+        if !(m.loss.is_finite() && m.grad_norm.is_finite()) {
+            return Err(TrainError::Msg(format!(
+                "step {}: non-finite loss ({}) or gradient norm ({}); \
+                 no checkpoint of this step is written (lower lr or check the model)",
+                step + 1,
+                m.loss,
+                m.grad_norm
+            )));
+        }
         m.update_s = t0.elapsed().as_secs_f64();
         self.step += 1;
         Ok(m)
@@ -762,6 +817,58 @@ fn build_batch(micro: &[(usize, &Rollout)], w: &[f64], dev: &Device) -> Result<B
     })
 }
 
+/// Refuses a rollout batch holding a non-finite reward, old
+/// log-probability or entropy, naming the step, response and token.
+fn check_finite_rollouts(step: usize, rolls: &[Rollout]) -> Result<()> {
+    for (j, r) in rolls.iter().enumerate() {
+        if !r.reward.is_finite() {
+            return Err(TrainError::Msg(format!(
+                "step {step}: response {j} has a non-finite reward ({})",
+                r.reward
+            )));
+        }
+        for (what, v) in [("log-probability", &r.logp_old), ("entropy", &r.entropy)] {
+            if let Some(k) = v.iter().position(|x| !x.is_finite()) {
+                return Err(TrainError::Msg(format!(
+                    "step {step}: response {j} has a non-finite {what} ({}) at response token {k} \
+                     (the policy's logits are not finite)",
+                    v[k]
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Cuts `metrics.jsonl` back to its lines of steps `1..=step`, in order
+/// (a line of a later step, a repeated or out-of-order step, or a partial
+/// last line written by a killed run ends what is kept). Rewrites the file
+/// (atomically) only when something is dropped; no file is left as is.
+pub fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let text = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(TrainError::Msg(format!("{}: {e}", path.display()))),
+    };
+    let mut keep = 0usize;
+    for (expect, line) in (1usize..).zip(text.split_inclusive(|&b| b == b'\n')) {
+        if expect > step || !line.ends_with(b"\n") {
+            break;
+        }
+        let s = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
+        if s != Some(expect as u64) {
+            break;
+        }
+        keep += line.len();
+    }
+    if keep < text.len() {
+        checkpoint::write_atomic(path, &text[..keep])?;
+    }
+    Ok(())
+}
+
 fn append_line(path: &Path, m: &StepMetrics) -> Result<()> {
     use std::io::Write;
     let mut line = serde_json::to_string(m).expect("metrics serialize");
@@ -772,7 +879,7 @@ fn append_line(path: &Path, m: &StepMetrics) -> Result<()> {
         .open(path)
         .map_err(|e| TrainError::Msg(format!("{}: {e}", path.display())))?;
     f.write_all(line.as_bytes())
-        .and_then(|_| f.flush())
+        .and_then(|_| f.sync_data())
         .map_err(|e| TrainError::Msg(format!("{}: {e}", path.display())))
 }
 
