@@ -41,6 +41,7 @@
 //! keep every attention map alive) while it generates or probes.
 
 pub mod alloc;
+pub mod backprop;
 pub mod config;
 pub mod error;
 pub mod generate;
@@ -53,6 +54,7 @@ pub mod rope;
 pub mod weights;
 
 pub use alloc::tune_allocator;
+pub use backprop::{Gradients, Tape};
 pub use config::{Config, Family, GenerationDefaults, RopeScaling, TokenIds};
 pub use error::{ModelError, Result};
 pub use generate::{FinishReason, Generation, SamplingParams};
