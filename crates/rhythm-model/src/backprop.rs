@@ -115,7 +115,15 @@ unsafe fn gemm_raw(
 }
 
 /// `y[rows, out] (+)= x[rows, inn] . w[out, inn]^T`.
-fn mm_nt(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, inn: usize, out: usize, acc: bool) {
+pub(crate) fn mm_nt(
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    rows: usize,
+    inn: usize,
+    out: usize,
+    acc: bool,
+) {
     assert!(x.len() >= rows * inn && w.len() >= out * inn && y.len() >= rows * out);
     // SAFETY: the asserts bound every addressed element.
     unsafe {
@@ -194,7 +202,7 @@ fn colsum_acc(dy: &[f32], db: &mut [f32]) {
 }
 
 /// RMSNorm over rows of `w.len()`: `y = x * r * w`, `r = 1/sqrt(mean(x^2) + eps)`.
-fn rms_fwd(x: &[f32], w: &[f32], eps: f32, y: &mut [f32], r: &mut [f32]) {
+pub(crate) fn rms_fwd(x: &[f32], w: &[f32], eps: f32, y: &mut [f32], r: &mut [f32]) {
     let n = w.len();
     y.par_chunks_mut(n * 64)
         .zip(x.par_chunks(n * 64))
@@ -241,7 +249,7 @@ fn rms_bwd(x: &[f32], r: &[f32], w: &[f32], dy: &[f32], dx: &mut [f32], dw: &mut
 /// Half-split RoPE of rows `[tokens, heads * d]` in place; `pos[i]` is
 /// token `i`'s position, `cos/sin` rows of `d / 2` per position. With
 /// `inverse`, rotates back (the backward pass).
-fn rope_inplace(
+pub(crate) fn rope_inplace(
     x: &mut [f32],
     heads: usize,
     d: usize,
@@ -276,43 +284,43 @@ fn rope_inplace(
 }
 
 /// `silu(g) * u`.
-fn silu(g: f32) -> f32 {
+pub(crate) fn silu(g: f32) -> f32 {
     g / (1.0 + (-g).exp())
 }
 
 /// Index of every weight of the model in [`Model::named_weights`] order.
 #[derive(Debug, Clone)]
-struct LayerIdx {
-    ln1: usize,
-    wq: usize,
-    bq: Option<usize>,
-    wk: usize,
-    bk: Option<usize>,
-    wv: usize,
-    bv: Option<usize>,
-    wo: usize,
-    bo: Option<usize>,
-    qn: Option<usize>,
-    kn: Option<usize>,
-    ln2: usize,
-    wg: usize,
-    bg: Option<usize>,
-    wu: usize,
-    bu: Option<usize>,
-    wd: usize,
-    bd: Option<usize>,
+pub(crate) struct LayerIdx {
+    pub(crate) ln1: usize,
+    pub(crate) wq: usize,
+    pub(crate) bq: Option<usize>,
+    pub(crate) wk: usize,
+    pub(crate) bk: Option<usize>,
+    pub(crate) wv: usize,
+    pub(crate) bv: Option<usize>,
+    pub(crate) wo: usize,
+    pub(crate) bo: Option<usize>,
+    pub(crate) qn: Option<usize>,
+    pub(crate) kn: Option<usize>,
+    pub(crate) ln2: usize,
+    pub(crate) wg: usize,
+    pub(crate) bg: Option<usize>,
+    pub(crate) wu: usize,
+    pub(crate) bu: Option<usize>,
+    pub(crate) wd: usize,
+    pub(crate) bd: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
-struct Index {
-    embed: usize,
-    layers: Vec<LayerIdx>,
-    norm: usize,
-    lm: usize,
+pub(crate) struct Index {
+    pub(crate) embed: usize,
+    pub(crate) layers: Vec<LayerIdx>,
+    pub(crate) norm: usize,
+    pub(crate) lm: usize,
 }
 
 impl Index {
-    fn new(model: &Model) -> Result<Self> {
+    pub(crate) fn new(model: &Model) -> Result<Self> {
         let by: HashMap<&str, usize> = model
             .named_weights()
             .iter()
@@ -462,14 +470,14 @@ pub struct Tape {
 
 /// Shapes used throughout.
 #[derive(Clone, Copy)]
-struct Geo {
-    hidden: usize,
-    inter: usize,
-    vocab: usize,
-    heads: usize,
-    kvh: usize,
-    d: usize,
-    eps: f32,
+pub(crate) struct Geo {
+    pub(crate) hidden: usize,
+    pub(crate) inter: usize,
+    pub(crate) vocab: usize,
+    pub(crate) heads: usize,
+    pub(crate) kvh: usize,
+    pub(crate) d: usize,
+    pub(crate) eps: f32,
 }
 
 impl Model {
@@ -479,7 +487,7 @@ impl Model {
         matches!(self.device(), Device::Cpu)
     }
 
-    fn geo(&self) -> Geo {
+    pub(crate) fn geo(&self) -> Geo {
         Geo {
             hidden: self.cfg.hidden_size,
             inter: self.cfg.intermediate_size,
@@ -844,7 +852,7 @@ impl Model {
 }
 
 /// `y[rows, out] = x . w^T + b`.
-fn linear_fwd(
+pub(crate) fn linear_fwd(
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,

@@ -43,6 +43,7 @@
 pub mod alloc;
 pub mod backprop;
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod generate;
 pub mod kernels;
