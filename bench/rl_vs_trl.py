@@ -4,8 +4,9 @@
     /work/venv/bin/python bench/rl_vs_trl.py [--model models/countdown-tiny] [--steps 6]
         [--threads 2] [--skip-trl] [--rhythm-only none,coupled] [--candle]
 
-Both train the same model on the same Countdown prompts (a seeded JSONL the
-script writes, rendered in rhythm's `compact` style) at the issue's step
+Both train the same model on the same Countdown prompts (the first
+8 x steps instances of rhythm's generated train split, rendered in rhythm's
+`compact` style) at the issue's step
 shape: 8 prompts x 8 responses, up to 320 new tokens, temperature 1, one
 optimizer step per batch, no KL, lr 5e-5, on the CPU with the same number of
 threads. Printed per run: median seconds/step and completion tokens/s over
@@ -15,7 +16,9 @@ next to each phase's FLOP floor (the time the phase's matmul + attention
 FLOPs would take at this machine's f32 GEMM rate, measured at start with
 torch.mm). `--candle` adds a `rhythm train` run with the candle-autograd
 update (RHYTHM_UPDATE=candle), i.e. the update before the hand-written pass.
-The load average is printed next to every run.
+The load average is printed next to every run. On a machine shared with
+other jobs use --threads 1: torch's OpenMP threads spin-wait, and with 2
+threads on 2 busy cores its generate ran 12x slower than with 1 thread.
 
 TRL's side: a TrainerCallback times each optimizer step (generation,
 reward, logp and update included) and reads `completions/mean_length`.
@@ -26,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import statistics
 import subprocess
@@ -39,12 +41,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_tasks(path: Path, n: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    tasks = []
-    for _ in range(n):
-        nums = [rng.randint(1, 99) for _ in range(rng.choice([3, 4]))]
-        tasks.append({"nums": nums, "target": rng.randint(1, 999)})
+def write_tasks(binary: Path, path: Path, n: int) -> list[dict]:
+    """The first n instances of rhythm's generated Countdown train split (data seed 0)."""
+    p = subprocess.run([str(binary), "eval", "--split", "train", "--limit", str(n), "--k", "0",
+                        "--json"], cwd=ROOT, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"rhythm eval failed:\n{p.stderr[-2000:]}")
+    tasks = [{"nums": i["task"]["nums"], "target": i["task"]["target"]}
+             for i in json.loads(p.stdout)["instances"]]
     path.write_text("".join(json.dumps(t) + "\n" for t in tasks))
     return tasks
 
@@ -188,7 +192,7 @@ def main() -> None:
     binary = (ROOT / a.binary).resolve()
     out = Path(tempfile.mkdtemp(prefix="rl_vs_trl-"))
     data = out / "tasks.jsonl"
-    tasks = write_tasks(data, 8 * a.steps, seed=0)
+    tasks = write_tasks(binary, data, 8 * a.steps)
     gflops = gemm_gflops(a.threads)
     matmul, attn = model_flops(model)
     print(f"model {a.model}, {a.steps} steps of 8x8 (first dropped), {a.threads} threads, "
