@@ -14,8 +14,10 @@ the steady-state steps (the first step is dropped), and the ratio to TRL.
 For rhythm also the per-phase medians (rollout, probe, update) as tokens/s
 next to each phase's FLOP floor (the time the phase's matmul + attention
 FLOPs would take at this machine's f32 GEMM rate, measured at start with
-torch.mm). `--candle` adds a `rhythm train` run with the candle-autograd
-update (RHYTHM_UPDATE=candle), i.e. the update before the hand-written pass.
+torch.mm). `--candle` adds a `rhythm train` run on the candle paths
+(RHYTHM_UPDATE=candle RHYTHM_DECODE=candle: candle-op decoding and candle
+autograd), i.e. the engine before the hand-written decoder and
+forward/backward.
 The load average is printed next to every run. On a machine shared with
 other jobs use --threads 1: torch's OpenMP threads spin-wait, and with 2
 threads on 2 busy cores its generate ran 12x slower than with 1 thread.
@@ -165,6 +167,7 @@ def run_rhythm(binary: Path, model: Path, data: Path, strategy: str, steps: int,
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     if candle:
         env["RHYTHM_UPDATE"] = "candle"
+        env["RHYTHM_DECODE"] = "candle"
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f"rhythm run failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
@@ -186,7 +189,7 @@ def main() -> None:
     ap.add_argument("--binary", default="target/release/rhythm")
     ap.add_argument("--skip-trl", action="store_true")
     ap.add_argument("--rhythm-only", default="none,coupled")
-    ap.add_argument("--candle", action="store_true", help="also the candle-autograd update")
+    ap.add_argument("--candle", action="store_true", help="also rhythm on the candle paths (before)")
     a = ap.parse_args()
     model = (ROOT / a.model).resolve()
     binary = (ROOT / a.binary).resolve()
@@ -203,7 +206,7 @@ def main() -> None:
         runs.append(("TRL GRPOTrainer", lambda: run_trl(model, tasks, a.steps, a.threads, out)))
     for s in a.rhythm_only.split(","):
         if a.candle:
-            runs.append((f"rhythm {s} (candle update)",
+            runs.append((f"rhythm {s} (candle paths)",
                          lambda s=s: run_rhythm(binary, model, data, s, a.steps, a.threads, out, True)))
         runs.append((f"rhythm {s}", lambda s=s: run_rhythm(binary, model, data, s, a.steps, a.threads, out, False)))
     for name, fn in runs:
