@@ -268,14 +268,14 @@ pub(crate) fn rope_inplace(
                 let s = &sin[p as usize * half..(p as usize + 1) * half];
                 for hv in row.chunks_exact_mut(d) {
                     let (a, b) = hv.split_at_mut(half);
-                    for i in 0..half {
-                        let (x1, x2) = (a[i], b[i]);
+                    for (((x1, x2), &ci), &si) in a.iter_mut().zip(b.iter_mut()).zip(c).zip(s) {
+                        let (u, v) = (*x1, *x2);
                         if inverse {
-                            a[i] = x1 * c[i] + x2 * s[i];
-                            b[i] = x2 * c[i] - x1 * s[i];
+                            *x1 = u * ci + v * si;
+                            *x2 = v * ci - u * si;
                         } else {
-                            a[i] = x1 * c[i] - x2 * s[i];
-                            b[i] = x2 * c[i] + x1 * s[i];
+                            *x1 = u * ci - v * si;
+                            *x2 = v * ci + u * si;
                         }
                     }
                 }
@@ -719,8 +719,10 @@ impl Model {
         // dlogits = dlogp * (onehot(target) - softmax), in place of logits.
         for (s, &st) in starts.iter().enumerate() {
             let l = lens[s];
-            for t in 0..l {
-                let r = &mut logits[(st + t) * vocab..(st + t + 1) * vocab];
+            for (t, r) in logits[st * vocab..(st + l) * vocab]
+                .chunks_exact_mut(vocab)
+                .enumerate()
+            {
                 if t + 1 == l {
                     r.fill(0.0);
                     continue;

@@ -111,8 +111,8 @@ impl Decoder {
             rope_inplace(&mut k, g.kvh, d, &tpos, &self.cos, &self.sin, false);
             // Write the new keys and values into the caches.
             let (kc, vc) = (&mut self.kc[l], &mut self.vc[l]);
-            for i in 0..n {
-                let (row, p) = (trow[i], tpos[i] as usize);
+            for (i, (&row, &p)) in trow.iter().zip(&tpos).enumerate() {
+                let p = p as usize;
                 for kh in 0..g.kvh {
                     let at = ((row * g.kvh + kh) * cap + p) * d;
                     kc[at..at + d].copy_from_slice(&k[i * kw + kh * d..i * kw + kh * d + d]);
