@@ -133,6 +133,11 @@ impl Model {
             }
             this.check_ids(p)?;
         }
+        // The hand-written CPU decoder (crate::decode); RHYTHM_DECODE=candle
+        // keeps the candle path below.
+        if this.supports_fast_train() && std::env::var("RHYTHM_DECODE").as_deref() != Ok("candle") {
+            return this.generate_batch_fast(prompts, params);
+        }
         let max_pos = this.config().max_position_embeddings;
         let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let mut out: Vec<Generation> = (0..b)

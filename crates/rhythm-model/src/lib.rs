@@ -44,7 +44,9 @@
 //! `docs/spec.md` in the repository: the binding definitions this code follows.
 
 pub mod alloc;
+pub mod backprop;
 pub mod config;
+pub mod decode;
 pub mod device;
 pub mod error;
 pub mod generate;
@@ -58,6 +60,7 @@ pub mod rope;
 pub mod weights;
 
 pub use alloc::tune_allocator;
+pub use backprop::{Gradients, Tape};
 pub use config::{Config, Family, GenerationDefaults, RopeScaling, TokenIds};
 pub use device::{DeviceSettings, DeviceSpec};
 pub use error::{ModelError, Result};

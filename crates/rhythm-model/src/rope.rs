@@ -73,4 +73,20 @@ impl Rope {
         let pos: Vec<u32> = (start..start + len).map(|p| p as u32).collect();
         self.tables(&pos, device)
     }
+
+    /// `(cos, sin)` as flat vectors `[len, head_dim / 2]` for positions
+    /// `0..len` (the same values as [`Rope::tables`]).
+    pub fn table_vecs(&self, len: usize) -> (Vec<f32>, Vec<f32>) {
+        let h = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(len * h);
+        let mut sin = Vec::with_capacity(len * h);
+        for p in 0..len {
+            for &f in &self.inv_freq {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        (cos, sin)
+    }
 }

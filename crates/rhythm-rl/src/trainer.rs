@@ -10,7 +10,7 @@
 //!    derived from `(seed, step)`.
 //! 3. **Rewards** from the task's verifier, **group advantages**
 //!    ([`group_advantages`]).
-//! 4. **Probe.** One inference pass per response ([`Model::probe_with`])
+//! 4. **Probe.** One inference pass per response ([`Model::probe_response`])
 //!    gives `logp_old`, per-token entropy and, when the strategy reads
 //!    attention, the streamed [`HeadSummary`]s of the probed layers; from
 //!    them each response's [`Rhythm`] (head groups per sequence, or the
@@ -42,7 +42,7 @@ use rhythm_core::{
     gamma, group_advantages, shaped_advantages, CreditInputs, HeadGroups, HeadSummary, Params,
     Rhythm, SpanPool,
 };
-use rhythm_model::{LoadOptions, Model, Pretrained, ProbeTuning, SamplingParams};
+use rhythm_model::{Gradients, LoadOptions, Model, Pretrained, ProbeExtras, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, TrainerState};
@@ -602,27 +602,11 @@ impl Trainer {
             let p = r.prompt.len();
             let mut ids = r.prompt.clone();
             ids.extend_from_slice(&r.response);
-            let scfg = self.params.summary_config(p, ids.len());
-            let mut sinks: Vec<Vec<HeadSummary>> = layers
-                .iter()
-                .map(|&l| {
-                    (0..model.num_heads())
-                        .map(|h| HeadSummary::new(l, h, &scfg))
-                        .collect()
-                })
-                .collect();
-            let (stats, _) = model.probe_with(
-                &ids,
-                p,
-                &layers,
-                &mut sinks,
-                p,
-                false,
-                ProbeTuning::default(),
-            )?;
-            r.logp_old = stats.logprobs;
-            r.entropy = stats.entropies;
-            summaries.push(sinks.into_iter().flatten().collect());
+            let probed =
+                model.probe_response(&ids, p, &layers, &self.params, ProbeExtras::default())?;
+            r.logp_old = probed.logprobs;
+            r.entropy = probed.entropy;
+            summaries.push(probed.summaries);
         }
         let t0 = Instant::now();
         // Static / refreshed head groups.
@@ -716,9 +700,52 @@ impl Trainer {
             }
             let mut acc: Vec<Option<Tensor>> = vec![None; self.opt.vars.len()];
             let mut mini_loss = 0.0;
+            // The hand-written forward/backward (rhythm_model::backprop) on
+            // the CPU; candle autograd elsewhere, or with RHYTHM_UPDATE=candle.
+            let fast = self.policy.model.supports_fast_train()
+                && std::env::var("RHYTHM_UPDATE").as_deref() != Ok("candle");
+            let mut fast_grads = fast.then(|| Gradients::zeros(&self.policy.model));
             for micro in active.chunks(cfg.micro_batch) {
                 let batch = build_batch(micro, &w, self.policy.model.device())?;
                 m.update_tokens += batch.tokens;
+                if let Some(fg) = fast_grads.as_mut() {
+                    let seqs: Vec<Vec<u32>> = micro
+                        .iter()
+                        .map(|(_, r)| [r.prompt.as_slice(), r.response.as_slice()].concat())
+                        .collect();
+                    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+                    let tape = self.policy.model.train_forward(&refs)?;
+                    let (b, t1) = batch.logp_old.dims2()?;
+                    let logp = Var::from_tensor(&pad_rows(&tape.logprobs, b, t1, &batch.ids)?)?;
+                    let lref = match &self.reference {
+                        Some(r) => Some(pad_rows(&r.fast_logprobs(&refs)?, b, t1, &batch.ids)?),
+                        None => None,
+                    };
+                    let (loss, st) = grpo::grpo_loss(
+                        logp.as_tensor(),
+                        &batch.logp_old,
+                        &batch.adv,
+                        &batch.weight,
+                        lref.as_ref(),
+                        &lcfg,
+                    )?;
+                    mini_loss += loss.to_scalar::<f32>()? as f64;
+                    tok += st.tokens;
+                    clipped += st.clipped;
+                    kl += st.kl;
+                    let gl = loss.backward()?;
+                    let dl = match gl.get(logp.as_tensor()) {
+                        Some(d) => d.to_vec2::<f32>()?,
+                        None => vec![vec![0f32; t1]; b],
+                    };
+                    let dl: Vec<Vec<f32>> = dl
+                        .into_iter()
+                        .zip(&tape.logprobs)
+                        .map(|(row, lp)| row[..lp.len()].to_vec())
+                        .collect();
+                    self.policy.model.train_backward(tape, &dl, fg)?;
+                    continue;
+                }
                 let logp = self
                     .policy
                     .model
@@ -747,6 +774,15 @@ impl Trainer {
                             None => gr.clone(),
                         });
                     }
+                }
+            }
+            if let Some(fg) = fast_grads {
+                let by: std::collections::HashMap<String, Tensor> = fg
+                    .to_tensors(self.policy.model.device())?
+                    .into_iter()
+                    .collect();
+                for (i, (name, _)) in self.opt.vars.iter().enumerate() {
+                    acc[i] = by.get(name).cloned();
                 }
             }
             let norm = grpo::clip_grad_norm(&mut acc, cfg.max_grad_norm)?;
@@ -867,6 +903,16 @@ pub fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
         checkpoint::write_atomic(path, &text[..keep])?;
     }
     Ok(())
+}
+
+/// Rows of per-sequence log-probabilities padded with zeros to `[b, t1]`
+/// (the layout of [`Batch`]; padded entries carry no weight).
+fn pad_rows(rows: &[Vec<f32>], b: usize, t1: usize, ids: &Tensor) -> Result<Tensor> {
+    let mut v = vec![0f32; b * t1];
+    for (i, r) in rows.iter().enumerate() {
+        v[i * t1..i * t1 + r.len()].copy_from_slice(r);
+    }
+    Ok(Tensor::from_vec(v, (b, t1), ids.device())?)
 }
 
 fn append_line(path: &Path, m: &StepMetrics) -> Result<()> {

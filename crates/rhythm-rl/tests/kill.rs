@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rhythm_core::Strategy;
+use rhythm_core::{CreditSettings, Layers, MetricSettings, Strategy};
 use rhythm_rl::checkpoint;
 use rhythm_rl::config::{GroupMode, TrainConfig};
 use rhythm_rl::trainer::Trainer;
@@ -55,8 +55,14 @@ fn config(out: &Path) -> TrainConfig {
         save_interval: 2,
         eval_interval: 3,
         eval_size: 2,
-        layers: "all".into(),
-        strategy: Strategy::Coupled,
+        metrics: MetricSettings {
+            layers: Some(Layers::All),
+            ..TrainConfig::default().metrics
+        },
+        credit: CreditSettings {
+            strategy: Strategy::Coupled,
+            ..CreditSettings::default()
+        },
         group_mode: GroupMode::Refresh,
         refresh_every: 2,
         ..TrainConfig::default()

@@ -331,6 +331,49 @@ pub fn sft_loss(model: &Model, batch: &Batch) -> Result<Tensor> {
     Ok((total.neg()? / batch.tokens.max(1) as f64)?)
 }
 
+/// The loss of [`sft_loss`] and its gradient for every weight (in
+/// [`Model::named_weights`] order), through the hand-written training pass
+/// ([`Model::train_forward`], CPU only): each row runs unpadded, up to its
+/// last response token.
+pub fn sft_grads(model: &Model, batch: &Batch) -> Result<(f64, Vec<(String, Tensor)>)> {
+    let ids = batch.ids.to_vec2::<u32>()?;
+    let mask = batch.mask.to_vec2::<f32>()?;
+    let mut rows = Vec::new();
+    let mut masks = Vec::new();
+    for (row, m) in ids.iter().zip(&mask) {
+        // Position j predicts token j + 1: the row ends after its last
+        // response token.
+        let Some(last) = m.iter().rposition(|&v| v > 0.0) else {
+            continue;
+        };
+        rows.push(&row[..last + 2]);
+        masks.push(&m[..last + 1]);
+    }
+    let total = batch.tokens.max(1) as f32;
+    let dl: Vec<Vec<f32>> = masks
+        .iter()
+        .map(|m| m.iter().map(|&v| -v / total).collect())
+        .collect();
+    let mut grads = rhythm_model::Gradients::zeros(model);
+    if rows.is_empty() {
+        return Ok((0.0, grads.to_tensors(model.device())?));
+    }
+    let tape = model.train_forward(&rows)?;
+    let loss: f64 = tape
+        .logprobs
+        .iter()
+        .zip(&dl)
+        .map(|(lp, d)| {
+            lp.iter()
+                .zip(d)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>()
+        })
+        .sum();
+    model.train_backward(tape, &dl, &mut grads)?;
+    Ok((loss, grads.to_tensors(model.device())?))
+}
+
 /// AdamW with decoupled weight decay and bias-corrected moments, with its
 /// state exposed for checkpoints.
 pub struct AdamW {
@@ -365,19 +408,41 @@ impl AdamW {
     /// the norm before clipping.
     pub fn step(&mut self, loss: &Tensor, lr: f64, cfg: &PretrainConfig) -> Result<f64> {
         let grads = loss.backward()?;
-        let mut gs = Vec::with_capacity(self.vars.len());
+        let gs =
+            self.vars
+                .iter()
+                .map(|(name, var)| {
+                    grads.get(var.as_tensor()).cloned().ok_or_else(|| {
+                        PretrainError::Invalid(format!("no gradient reached {name}"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        self.step_grads(gs, lr, cfg)
+    }
+
+    /// [`AdamW::step`] from named gradients (as [`sft_grads`] returns them).
+    pub fn step_named(
+        &mut self,
+        grads: Vec<(String, Tensor)>,
+        lr: f64,
+        cfg: &PretrainConfig,
+    ) -> Result<f64> {
+        let mut by: HashMap<String, Tensor> = grads.into_iter().collect();
+        let gs = self
+            .vars
+            .iter()
+            .map(|(name, _)| {
+                by.remove(name)
+                    .ok_or_else(|| PretrainError::Invalid(format!("no gradient reached {name}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.step_grads(gs, lr, cfg)
+    }
+
+    fn step_grads(&mut self, gs: Vec<Tensor>, lr: f64, cfg: &PretrainConfig) -> Result<f64> {
         let mut sq = 0f64;
-        for (name, var) in &self.vars {
-            let g = match grads.get(var.as_tensor()) {
-                Some(g) => g.clone(),
-                None => {
-                    return Err(PretrainError::Invalid(format!(
-                        "no gradient reached {name}"
-                    )))
-                }
-            };
+        for g in &gs {
             sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
-            gs.push(g);
         }
         let norm = sq.sqrt();
         let scale = if cfg.grad_clip > 0.0 && norm > cfg.grad_clip {
@@ -622,10 +687,21 @@ pub fn train(
     let mut final_loss = f64::NAN;
     for step in start..cfg.steps {
         let b = batch(cfg, &splits.train, &tok, step, &device)?;
-        let loss = sft_loss(&model, &b)?;
         let lr = cfg.lr_at(step);
-        let grad_norm = opt.step(&loss, lr, cfg)?;
-        final_loss = f64::from(loss.to_scalar::<f32>()?);
+        // The hand-written training pass on the CPU (RHYTHM_UPDATE=candle:
+        // candle autograd, as on other devices).
+        let grad_norm = if model.supports_fast_train()
+            && std::env::var("RHYTHM_UPDATE").as_deref() != Ok("candle")
+        {
+            let (loss, grads) = sft_grads(&model, &b)?;
+            final_loss = loss;
+            opt.step_named(grads, lr, cfg)?
+        } else {
+            let loss = sft_loss(&model, &b)?;
+            let n = opt.step(&loss, lr, cfg)?;
+            final_loss = f64::from(loss.to_scalar::<f32>()?);
+            n
+        };
         if !final_loss.is_finite() {
             return Err(PretrainError::Invalid(format!(
                 "loss became {final_loss} at step {step}"

@@ -1,0 +1,1067 @@
+//! The training forward and backward pass written by hand (llm.c style).
+//!
+//! candle's autograd records every elementwise op of the differentiable
+//! forward ([`Model::token_logprobs`]) as its own tensor, pads every
+//! micro-batch to its longest row, and materialises a `[B, 1, T, T]` mask;
+//! its backward then walks that graph op by op. For GRPO updates and
+//! pretraining only one quantity is needed, the next-token log-probability
+//! of each position, and one gradient shape, `sum dlogp * logp`. This module
+//! computes exactly that on packed, unpadded sequences:
+//!
+//! * [`Model::train_forward`] runs the decoder over a list of sequences
+//!   (each at positions `0..len`, causal), keeping the activations the
+//!   backward pass needs in a [`Tape`], and returns the log-probabilities;
+//! * [`Model::train_backward`] takes `dL/dlogp` for every position and adds
+//!   the gradient of every weight into a [`Gradients`] buffer;
+//! * [`Model::fast_logprobs`] is the forward alone (a frozen reference).
+//!
+//! Projections are single GEMMs over all tokens of the batch (the `gemm`
+//! crate, which candle's matmul also uses); attention is computed per
+//! sequence and head, in parallel, with strided GEMMs straight on the
+//! projection outputs (no transposes or copies); norms, RoPE, SwiGLU and the
+//! log-softmax are fused loops. The math is the differentiable path's
+//! (same RMSNorm, softmax, RoPE tables); gradients are held to PyTorch
+//! autograd on the same weights and batch by
+//! `crates/rhythm-model/tests/grad_reference.rs` and to candle autograd by
+//! `crates/rhythm-model/tests/grad_fast.rs`.
+//!
+//! Only the CPU is supported ([`Model::supports_fast_train`]); other
+//! devices keep the candle path.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+
+use crate::error::{ModelError, Result};
+use crate::model::Model;
+
+/// A raw pointer that parallel tasks may share: every task writes a
+/// disjoint region of the buffer behind it.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to write disjoint regions from rayon tasks, while the
+// owning buffer outlives the parallel loop.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `SendPtr`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `C (m x n, row stride c_rs) (+)= A (m x k) . B (k x n)`, with A and B
+/// given by row and column strides.
+///
+/// # Safety
+/// The pointers must cover every element the strides address.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut f32,
+    c_rs: usize,
+    acc: bool,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    b_cs: usize,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !acc {
+            for i in 0..m {
+                for j in 0..n {
+                    *c.add(i * c_rs + j) = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    let par = if parallel && m * n * k >= 1 << 15 && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        1,
+        c_rs as isize,
+        acc,
+        a,
+        a_cs as isize,
+        a_rs as isize,
+        b,
+        b_cs as isize,
+        b_rs as isize,
+        1.0f32,
+        1.0f32,
+        false,
+        false,
+        false,
+        par,
+    );
+}
+
+/// `y[rows, out] (+)= x[rows, inn] . w[out, inn]^T`.
+pub(crate) fn mm_nt(
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    rows: usize,
+    inn: usize,
+    out: usize,
+    acc: bool,
+) {
+    assert!(x.len() >= rows * inn && w.len() >= out * inn && y.len() >= rows * out);
+    // SAFETY: the asserts bound every addressed element.
+    unsafe {
+        gemm_raw(
+            rows,
+            out,
+            inn,
+            y.as_mut_ptr(),
+            out,
+            acc,
+            x.as_ptr(),
+            inn,
+            1,
+            w.as_ptr(),
+            1,
+            inn,
+            true,
+        )
+    }
+}
+
+/// `dx[rows, inn] (+)= dy[rows, out] . w[out, inn]`.
+fn mm_nn(dy: &[f32], w: &[f32], dx: &mut [f32], rows: usize, out: usize, inn: usize, acc: bool) {
+    assert!(dy.len() >= rows * out && w.len() >= out * inn && dx.len() >= rows * inn);
+    // SAFETY: the asserts bound every addressed element.
+    unsafe {
+        gemm_raw(
+            rows,
+            inn,
+            out,
+            dx.as_mut_ptr(),
+            inn,
+            acc,
+            dy.as_ptr(),
+            out,
+            1,
+            w.as_ptr(),
+            inn,
+            1,
+            true,
+        )
+    }
+}
+
+/// `dw[out, inn] += dy[rows, out]^T . x[rows, inn]`.
+fn mm_tn_acc(dy: &[f32], x: &[f32], dw: &mut [f32], rows: usize, out: usize, inn: usize) {
+    assert!(dy.len() >= rows * out && x.len() >= rows * inn && dw.len() >= out * inn);
+    // SAFETY: the asserts bound every addressed element.
+    unsafe {
+        gemm_raw(
+            out,
+            inn,
+            rows,
+            dw.as_mut_ptr(),
+            inn,
+            true,
+            dy.as_ptr(),
+            1,
+            out,
+            x.as_ptr(),
+            inn,
+            1,
+            true,
+        )
+    }
+}
+
+/// Adds the column sums of `dy[rows, out]` to `db[out]`.
+fn colsum_acc(dy: &[f32], db: &mut [f32]) {
+    let out = db.len();
+    for row in dy.chunks_exact(out) {
+        for (b, &g) in db.iter_mut().zip(row) {
+            *b += g;
+        }
+    }
+}
+
+/// RMSNorm over rows of `w.len()`: `y = x * r * w`, `r = 1/sqrt(mean(x^2) + eps)`.
+pub(crate) fn rms_fwd(x: &[f32], w: &[f32], eps: f32, y: &mut [f32], r: &mut [f32]) {
+    let n = w.len();
+    y.par_chunks_mut(n * 64)
+        .zip(x.par_chunks(n * 64))
+        .zip(r.par_chunks_mut(64))
+        .for_each(|((yb, xb), rb)| {
+            for ((yr, xr), ri) in yb.chunks_exact_mut(n).zip(xb.chunks_exact(n)).zip(rb) {
+                let ms = xr.iter().map(|v| v * v).sum::<f32>() / n as f32;
+                let inv = 1.0 / (ms + eps).sqrt();
+                *ri = inv;
+                for ((o, &v), &g) in yr.iter_mut().zip(xr).zip(w) {
+                    *o = v * inv * g;
+                }
+            }
+        });
+}
+
+/// Backward of [`rms_fwd`]: `dx (+)= r * dy * w - x * r^3 * mean(dy * w * x)`
+/// and `dw += sum dy * x * r`.
+fn rms_bwd(x: &[f32], r: &[f32], w: &[f32], dy: &[f32], dx: &mut [f32], dw: &mut [f32], acc: bool) {
+    let n = w.len();
+    for (((xr, &ri), dyr), dxr) in x
+        .chunks_exact(n)
+        .zip(r)
+        .zip(dy.chunks_exact(n))
+        .zip(dx.chunks_exact_mut(n))
+    {
+        let mut dot = 0f32;
+        for ((&xv, &g), &wv) in xr.iter().zip(dyr).zip(w) {
+            dot += g * wv * xv;
+        }
+        let c = ri * ri * ri * dot / n as f32;
+        for (j, dxv) in dxr.iter_mut().enumerate() {
+            let v = ri * dyr[j] * w[j] - xr[j] * c;
+            if acc {
+                *dxv += v;
+            } else {
+                *dxv = v;
+            }
+            dw[j] += dyr[j] * xr[j] * ri;
+        }
+    }
+}
+
+/// Half-split RoPE of rows `[tokens, heads * d]` in place; `pos[i]` is
+/// token `i`'s position, `cos/sin` rows of `d / 2` per position. With
+/// `inverse`, rotates back (the backward pass).
+pub(crate) fn rope_inplace(
+    x: &mut [f32],
+    heads: usize,
+    d: usize,
+    pos: &[u32],
+    cos: &[f32],
+    sin: &[f32],
+    inverse: bool,
+) {
+    let half = d / 2;
+    let width = heads * d;
+    x.par_chunks_mut(width * 32)
+        .zip(pos.par_chunks(32))
+        .for_each(|(xb, pb)| {
+            for (row, &p) in xb.chunks_exact_mut(width).zip(pb) {
+                let c = &cos[p as usize * half..(p as usize + 1) * half];
+                let s = &sin[p as usize * half..(p as usize + 1) * half];
+                for hv in row.chunks_exact_mut(d) {
+                    let (a, b) = hv.split_at_mut(half);
+                    for (((x1, x2), &ci), &si) in a.iter_mut().zip(b.iter_mut()).zip(c).zip(s) {
+                        let (u, v) = (*x1, *x2);
+                        if inverse {
+                            *x1 = u * ci + v * si;
+                            *x2 = v * ci - u * si;
+                        } else {
+                            *x1 = u * ci - v * si;
+                            *x2 = v * ci + u * si;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// `silu(g) * u`.
+pub(crate) fn silu(g: f32) -> f32 {
+    g / (1.0 + (-g).exp())
+}
+
+/// Index of every weight of the model in [`Model::named_weights`] order.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerIdx {
+    pub(crate) ln1: usize,
+    pub(crate) wq: usize,
+    pub(crate) bq: Option<usize>,
+    pub(crate) wk: usize,
+    pub(crate) bk: Option<usize>,
+    pub(crate) wv: usize,
+    pub(crate) bv: Option<usize>,
+    pub(crate) wo: usize,
+    pub(crate) bo: Option<usize>,
+    pub(crate) qn: Option<usize>,
+    pub(crate) kn: Option<usize>,
+    pub(crate) ln2: usize,
+    pub(crate) wg: usize,
+    pub(crate) bg: Option<usize>,
+    pub(crate) wu: usize,
+    pub(crate) bu: Option<usize>,
+    pub(crate) wd: usize,
+    pub(crate) bd: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Index {
+    pub(crate) embed: usize,
+    pub(crate) layers: Vec<LayerIdx>,
+    pub(crate) norm: usize,
+    pub(crate) lm: usize,
+}
+
+impl Index {
+    pub(crate) fn new(model: &Model) -> Result<Self> {
+        let by: HashMap<&str, usize> = model
+            .named_weights()
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.as_str(), i))
+            .collect();
+        let get = |name: &str| -> Result<usize> {
+            by.get(name)
+                .copied()
+                .ok_or_else(|| ModelError::MissingWeight {
+                    path: "<model>".into(),
+                    name: name.to_string(),
+                })
+        };
+        let opt = |name: String| by.get(name.as_str()).copied();
+        let mut layers = Vec::new();
+        for l in 0..model.num_layers() {
+            let p = format!("model.layers.{l}");
+            layers.push(LayerIdx {
+                ln1: get(&format!("{p}.input_layernorm.weight"))?,
+                wq: get(&format!("{p}.self_attn.q_proj.weight"))?,
+                bq: opt(format!("{p}.self_attn.q_proj.bias")),
+                wk: get(&format!("{p}.self_attn.k_proj.weight"))?,
+                bk: opt(format!("{p}.self_attn.k_proj.bias")),
+                wv: get(&format!("{p}.self_attn.v_proj.weight"))?,
+                bv: opt(format!("{p}.self_attn.v_proj.bias")),
+                wo: get(&format!("{p}.self_attn.o_proj.weight"))?,
+                bo: opt(format!("{p}.self_attn.o_proj.bias")),
+                qn: opt(format!("{p}.self_attn.q_norm.weight")),
+                kn: opt(format!("{p}.self_attn.k_norm.weight")),
+                ln2: get(&format!("{p}.post_attention_layernorm.weight"))?,
+                wg: get(&format!("{p}.mlp.gate_proj.weight"))?,
+                bg: opt(format!("{p}.mlp.gate_proj.bias")),
+                wu: get(&format!("{p}.mlp.up_proj.weight"))?,
+                bu: opt(format!("{p}.mlp.up_proj.bias")),
+                wd: get(&format!("{p}.mlp.down_proj.weight"))?,
+                bd: opt(format!("{p}.mlp.down_proj.bias")),
+            });
+        }
+        let embed = get("model.embed_tokens.weight")?;
+        Ok(Index {
+            embed,
+            layers,
+            norm: get("model.norm.weight")?,
+            lm: if model.config().tied_embeddings() {
+                embed
+            } else {
+                get("lm_head.weight")?
+            },
+        })
+    }
+}
+
+/// Gradients of every weight, in the order and with the names of
+/// [`Model::named_weights`] (a tied `lm_head` adds into the embedding).
+#[derive(Debug, Clone)]
+pub struct Gradients {
+    names: Vec<String>,
+    shapes: Vec<Vec<usize>>,
+    data: Vec<Vec<f32>>,
+}
+
+impl Gradients {
+    /// Zero gradients for every weight of `model`.
+    pub fn zeros(model: &Model) -> Self {
+        let w = model.named_weights();
+        Gradients {
+            names: w.iter().map(|(n, _)| n.clone()).collect(),
+            shapes: w.iter().map(|(_, t)| t.dims().to_vec()).collect(),
+            data: w.iter().map(|(_, t)| vec![0f32; t.elem_count()]).collect(),
+        }
+    }
+
+    /// The gradient of the weight `name`, flattened (row-major).
+    pub fn get(&self, name: &str) -> Option<&[f32]> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| self.data[i].as_slice())
+    }
+
+    /// `(name, gradient)` pairs as tensors of the weights' shapes.
+    pub fn to_tensors(&self, device: &Device) -> Result<Vec<(String, Tensor)>> {
+        self.names
+            .iter()
+            .zip(&self.shapes)
+            .zip(&self.data)
+            .map(|((n, s), d)| Ok((n.clone(), Tensor::from_slice(d, s.as_slice(), device)?)))
+            .collect()
+    }
+
+    /// Sets every gradient to zero.
+    pub fn clear(&mut self) {
+        for d in &mut self.data {
+            d.fill(0.0);
+        }
+    }
+}
+
+/// Activations of one layer kept for the backward pass.
+#[derive(Debug, Default)]
+struct LayerAct {
+    /// Layer input `[N, H]`.
+    x: Vec<f32>,
+    r1: Vec<f32>,
+    h1: Vec<f32>,
+    /// Projections before the q/k norm (only kept with a q/k norm).
+    qpre: Vec<f32>,
+    kpre: Vec<f32>,
+    rq: Vec<f32>,
+    rk: Vec<f32>,
+    /// Rotated queries and keys, values.
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    /// Attention probabilities, per sequence and head `n x n`.
+    p: Vec<f32>,
+    /// Attention output before `o_proj`, `[N, heads * d]`.
+    o: Vec<f32>,
+    /// After the attention residual.
+    xm: Vec<f32>,
+    r2: Vec<f32>,
+    h2: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    act: Vec<f32>,
+}
+
+/// What [`Model::train_forward`] keeps for [`Model::train_backward`].
+#[derive(Debug)]
+pub struct Tape {
+    /// `logprobs[i][t] = ln p(seq_i[t + 1] | seq_i[..=t])`.
+    pub logprobs: Vec<Vec<f32>>,
+    weights: Vec<Vec<f32>>,
+    idx: Index,
+    ids: Vec<u32>,
+    pos: Vec<u32>,
+    starts: Vec<usize>,
+    lens: Vec<usize>,
+    poff: Vec<usize>,
+    layers: Vec<LayerAct>,
+    xf: Vec<f32>,
+    rf: Vec<f32>,
+    hf: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+/// Shapes used throughout.
+#[derive(Clone, Copy)]
+pub(crate) struct Geo {
+    pub(crate) hidden: usize,
+    pub(crate) inter: usize,
+    pub(crate) vocab: usize,
+    pub(crate) heads: usize,
+    pub(crate) kvh: usize,
+    pub(crate) d: usize,
+    pub(crate) eps: f32,
+}
+
+impl Model {
+    /// Whether [`Model::train_forward`] / [`Model::train_backward`] can run
+    /// on this model's device (the CPU).
+    pub fn supports_fast_train(&self) -> bool {
+        matches!(self.device(), Device::Cpu)
+    }
+
+    pub(crate) fn geo(&self) -> Geo {
+        Geo {
+            hidden: self.cfg.hidden_size,
+            inter: self.cfg.intermediate_size,
+            vocab: self.cfg.vocab_size,
+            heads: self.dims.heads,
+            kvh: self.dims.kv_heads,
+            d: self.dims.head_dim,
+            eps: self.cfg.rms_norm_eps as f32,
+        }
+    }
+
+    /// Next-token log-probabilities of each sequence (no tape): entry `t`
+    /// of row `i` is `ln p(seqs[i][t + 1] | seqs[i][..=t])`.
+    pub fn fast_logprobs(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.run_forward(seqs, false)?.logprobs)
+    }
+
+    /// The training forward over `seqs` (each at positions `0..len`,
+    /// causal, at least 2 tokens): returns the [`Tape`] holding the
+    /// log-probabilities and the activations for [`Model::train_backward`].
+    pub fn train_forward(&self, seqs: &[&[u32]]) -> Result<Tape> {
+        self.run_forward(seqs, true)
+    }
+
+    fn run_forward(&self, seqs: &[&[u32]], keep: bool) -> Result<Tape> {
+        if !self.supports_fast_train() {
+            return Err(ModelError::arg(
+                "device",
+                "the hand-written training pass runs on the CPU only",
+            ));
+        }
+        if seqs.is_empty() {
+            return Err(ModelError::arg("seqs", "expected at least one sequence"));
+        }
+        for s in seqs {
+            if s.len() < 2 {
+                return Err(ModelError::arg(
+                    "seqs",
+                    "expected at least 2 tokens per sequence",
+                ));
+            }
+            self.check_ids(s)?;
+        }
+        let g = self.geo();
+        let idx = Index::new(self)?;
+        let weights: Vec<Vec<f32>> = self
+            .named_weights()
+            .iter()
+            .map(|(_, t)| t.flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<_>>()?;
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let mut starts = Vec::with_capacity(seqs.len());
+        let mut poff = Vec::with_capacity(seqs.len());
+        let (mut n, mut pt) = (0usize, 0usize);
+        for &l in &lens {
+            starts.push(n);
+            poff.push(pt);
+            n += l;
+            pt += g.heads * l * l;
+        }
+        let ids: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
+        let pos: Vec<u32> = lens.iter().flat_map(|&l| 0..l as u32).collect();
+        let maxlen = *lens.iter().max().expect("non-empty");
+        let (cos, sin) = self.rope.table_vecs(maxlen);
+        let (hd, qw, kw) = (g.hidden, g.heads * g.d, g.kvh * g.d);
+        // Embed.
+        let emb = &weights[idx.embed];
+        let mut x = vec![0f32; n * hd];
+        for (row, &id) in x.chunks_exact_mut(hd).zip(&ids) {
+            row.copy_from_slice(&emb[id as usize * hd..(id as usize + 1) * hd]);
+        }
+        let mut acts = Vec::with_capacity(idx.layers.len());
+        for li in &idx.layers {
+            let w = |i: usize| weights[i].as_slice();
+            let mut a = LayerAct {
+                r1: vec![0f32; n],
+                h1: vec![0f32; n * hd],
+                ..Default::default()
+            };
+            rms_fwd(&x, w(li.ln1), g.eps, &mut a.h1, &mut a.r1);
+            let mut q = vec![0f32; n * qw];
+            let mut k = vec![0f32; n * kw];
+            let mut v = vec![0f32; n * kw];
+            linear_fwd(&a.h1, w(li.wq), li.bq.map(w), &mut q, n, hd, qw);
+            linear_fwd(&a.h1, w(li.wk), li.bk.map(w), &mut k, n, hd, kw);
+            linear_fwd(&a.h1, w(li.wv), li.bv.map(w), &mut v, n, hd, kw);
+            if let (Some(qn), Some(kn)) = (li.qn, li.kn) {
+                let mut qo = vec![0f32; n * qw];
+                let mut ko = vec![0f32; n * kw];
+                a.rq = vec![0f32; n * g.heads];
+                a.rk = vec![0f32; n * g.kvh];
+                rms_fwd(&q, w(qn), g.eps, &mut qo, &mut a.rq);
+                rms_fwd(&k, w(kn), g.eps, &mut ko, &mut a.rk);
+                a.qpre = std::mem::replace(&mut q, qo);
+                a.kpre = std::mem::replace(&mut k, ko);
+            }
+            rope_inplace(&mut q, g.heads, g.d, &pos, &cos, &sin, false);
+            rope_inplace(&mut k, g.kvh, g.d, &pos, &cos, &sin, false);
+            let mut p = vec![0f32; pt];
+            let mut o = vec![0f32; n * qw];
+            attention_fwd(&g, &q, &k, &v, &mut p, &mut o, &starts, &lens, &poff);
+            let mut xm = vec![0f32; n * hd];
+            linear_fwd(&o, w(li.wo), li.bo.map(w), &mut xm, n, qw, hd);
+            for (m, &xv) in xm.iter_mut().zip(&x) {
+                *m += xv;
+            }
+            a.r2 = vec![0f32; n];
+            a.h2 = vec![0f32; n * hd];
+            rms_fwd(&xm, w(li.ln2), g.eps, &mut a.h2, &mut a.r2);
+            let mut gate = vec![0f32; n * g.inter];
+            let mut up = vec![0f32; n * g.inter];
+            linear_fwd(&a.h2, w(li.wg), li.bg.map(w), &mut gate, n, hd, g.inter);
+            linear_fwd(&a.h2, w(li.wu), li.bu.map(w), &mut up, n, hd, g.inter);
+            let mut act = vec![0f32; n * g.inter];
+            act.par_chunks_mut(4096)
+                .zip(gate.par_chunks(4096).zip(up.par_chunks(4096)))
+                .for_each(|(ab, (gb, ub))| {
+                    for ((o, &gv), &uv) in ab.iter_mut().zip(gb).zip(ub) {
+                        *o = silu(gv) * uv;
+                    }
+                });
+            let mut xo = vec![0f32; n * hd];
+            linear_fwd(&act, w(li.wd), li.bd.map(w), &mut xo, n, g.inter, hd);
+            for (o, &m) in xo.iter_mut().zip(&xm) {
+                *o += m;
+            }
+            let xin = std::mem::replace(&mut x, xo);
+            if keep {
+                a.x = xin;
+                a.q = q;
+                a.k = k;
+                a.v = v;
+                a.p = p;
+                a.o = o;
+                a.xm = xm;
+                a.gate = gate;
+                a.up = up;
+                a.act = act;
+                acts.push(a);
+            }
+        }
+        // Final norm, logits, log-probabilities.
+        let mut rf = vec![0f32; n];
+        let mut hf = vec![0f32; n * hd];
+        rms_fwd(&x, &weights[idx.norm], g.eps, &mut hf, &mut rf);
+        let mut logits = vec![0f32; n * g.vocab];
+        mm_nt(&hf, &weights[idx.lm], &mut logits, n, hd, g.vocab, false);
+        let mut logprobs = Vec::with_capacity(seqs.len());
+        for (s, &st) in starts.iter().enumerate() {
+            let l = lens[s];
+            let row: Vec<f32> = (0..l - 1)
+                .map(|t| {
+                    let r = &logits[(st + t) * g.vocab..(st + t + 1) * g.vocab];
+                    let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let lse = r.iter().map(|&z| (z - m).exp()).sum::<f32>().ln() + m;
+                    r[ids[st + t + 1] as usize] - lse
+                })
+                .collect();
+            logprobs.push(row);
+        }
+        Ok(Tape {
+            logprobs,
+            weights: if keep { weights } else { Vec::new() },
+            idx,
+            ids,
+            pos,
+            starts,
+            lens,
+            poff,
+            layers: acts,
+            xf: if keep { x } else { Vec::new() },
+            rf,
+            hf,
+            logits,
+        })
+    }
+
+    /// Adds to `grads` the gradient of `sum_i sum_t dlogp[i][t] *
+    /// tape.logprobs[i][t]` with respect to every weight (`dlogp` shaped
+    /// like `tape.logprobs`). Consumes the tape.
+    pub fn train_backward(
+        &self,
+        tape: Tape,
+        dlogp: &[Vec<f32>],
+        grads: &mut Gradients,
+    ) -> Result<()> {
+        let g = self.geo();
+        if tape.weights.is_empty() {
+            return Err(ModelError::arg("tape", "made without activations"));
+        }
+        if dlogp.len() != tape.logprobs.len()
+            || dlogp
+                .iter()
+                .zip(&tape.logprobs)
+                .any(|(a, b)| a.len() != b.len())
+        {
+            return Err(ModelError::arg(
+                "dlogp",
+                "expected one value per log-probability of the tape",
+            ));
+        }
+        if grads.data.len() != tape.weights.len()
+            || grads
+                .data
+                .iter()
+                .zip(&tape.weights)
+                .any(|(a, b)| a.len() != b.len())
+        {
+            return Err(ModelError::arg("grads", "made for another model"));
+        }
+        let Tape {
+            weights,
+            idx,
+            ids,
+            pos,
+            starts,
+            lens,
+            poff,
+            mut layers,
+            xf,
+            rf,
+            hf,
+            mut logits,
+            ..
+        } = tape;
+        let n = ids.len();
+        let (hd, qw, kw, vocab) = (g.hidden, g.heads * g.d, g.kvh * g.d, g.vocab);
+        let gd = &mut grads.data;
+        // dlogits = dlogp * (onehot(target) - softmax), in place of logits.
+        for (s, &st) in starts.iter().enumerate() {
+            let l = lens[s];
+            for (t, r) in logits[st * vocab..(st + l) * vocab]
+                .chunks_exact_mut(vocab)
+                .enumerate()
+            {
+                if t + 1 == l {
+                    r.fill(0.0);
+                    continue;
+                }
+                let dl = dlogp[s][t];
+                let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for z in r.iter_mut() {
+                    *z = (*z - m).exp();
+                    sum += *z;
+                }
+                for z in r.iter_mut() {
+                    *z = -dl * (*z / sum);
+                }
+                r[ids[st + t + 1] as usize] += dl;
+            }
+        }
+        let dlogits = logits;
+        let mut dh = vec![0f32; n * hd];
+        mm_nn(&dlogits, &weights[idx.lm], &mut dh, n, vocab, hd, false);
+        mm_tn_acc(&dlogits, &hf, &mut gd[idx.lm], n, vocab, hd);
+        let mut dx = vec![0f32; n * hd];
+        rms_bwd(
+            &xf,
+            &rf,
+            &weights[idx.norm],
+            &dh,
+            &mut dx,
+            &mut gd[idx.norm],
+            false,
+        );
+        let maxlen = *lens.iter().max().expect("non-empty");
+        let (cos, sin) = self.rope.table_vecs(maxlen);
+        for (li, a) in idx.layers.iter().zip(layers.iter_mut()).rev() {
+            let w = |i: usize| weights[i].as_slice();
+            // MLP: x_out = xm + down(silu(gate) * up).
+            let mut dact = vec![0f32; n * g.inter];
+            mm_nn(&dx, w(li.wd), &mut dact, n, hd, g.inter, false);
+            mm_tn_acc(&dx, &a.act, &mut gd[li.wd], n, hd, g.inter);
+            if let Some(b) = li.bd {
+                colsum_acc(&dx, &mut gd[b]);
+            }
+            // dact -> dgate (in a.gate), dup (in a.up).
+            a.gate
+                .par_chunks_mut(4096)
+                .zip(a.up.par_chunks_mut(4096))
+                .zip(dact.par_chunks(4096))
+                .for_each(|((gb, ub), db)| {
+                    for ((gv, uv), &dv) in gb.iter_mut().zip(ub.iter_mut()).zip(db) {
+                        let sg = 1.0 / (1.0 + (-*gv).exp());
+                        let si = *gv * sg;
+                        let dg = dv * *uv * sg * (1.0 + *gv * (1.0 - sg));
+                        *uv = dv * si;
+                        *gv = dg;
+                    }
+                });
+            let (dgate, dup) = (&a.gate, &a.up);
+            let mut dh2 = vec![0f32; n * hd];
+            mm_nn(dgate, w(li.wg), &mut dh2, n, g.inter, hd, false);
+            mm_nn(dup, w(li.wu), &mut dh2, n, g.inter, hd, true);
+            mm_tn_acc(dgate, &a.h2, &mut gd[li.wg], n, g.inter, hd);
+            mm_tn_acc(dup, &a.h2, &mut gd[li.wu], n, g.inter, hd);
+            if let Some(b) = li.bg {
+                colsum_acc(dgate, &mut gd[b]);
+            }
+            if let Some(b) = li.bu {
+                colsum_acc(dup, &mut gd[b]);
+            }
+            // dxm = dx + norm2 backward.
+            rms_bwd(
+                &a.xm,
+                &a.r2,
+                w(li.ln2),
+                &dh2,
+                &mut dx,
+                &mut gd[li.ln2],
+                true,
+            );
+            // Attention: xm = x + o_proj(o).
+            let mut dob = vec![0f32; n * qw];
+            mm_nn(&dx, w(li.wo), &mut dob, n, hd, qw, false);
+            mm_tn_acc(&dx, &a.o, &mut gd[li.wo], n, hd, qw);
+            if let Some(b) = li.bo {
+                colsum_acc(&dx, &mut gd[b]);
+            }
+            let mut dq = vec![0f32; n * qw];
+            let mut dk = vec![0f32; n * kw];
+            let mut dv = vec![0f32; n * kw];
+            attention_bwd(
+                &g, &a.q, &a.k, &a.v, &a.p, &dob, &mut dq, &mut dk, &mut dv, &starts, &lens, &poff,
+            );
+            rope_inplace(&mut dq, g.heads, g.d, &pos, &cos, &sin, true);
+            rope_inplace(&mut dk, g.kvh, g.d, &pos, &cos, &sin, true);
+            if let (Some(qn), Some(kn)) = (li.qn, li.kn) {
+                let mut t = vec![0f32; n * qw];
+                rms_bwd(&a.qpre, &a.rq, w(qn), &dq, &mut t, &mut gd[qn], false);
+                dq = t;
+                let mut t = vec![0f32; n * kw];
+                rms_bwd(&a.kpre, &a.rk, w(kn), &dk, &mut t, &mut gd[kn], false);
+                dk = t;
+            }
+            let mut dh1 = vec![0f32; n * hd];
+            mm_nn(&dq, w(li.wq), &mut dh1, n, qw, hd, false);
+            mm_nn(&dk, w(li.wk), &mut dh1, n, kw, hd, true);
+            mm_nn(&dv, w(li.wv), &mut dh1, n, kw, hd, true);
+            mm_tn_acc(&dq, &a.h1, &mut gd[li.wq], n, qw, hd);
+            mm_tn_acc(&dk, &a.h1, &mut gd[li.wk], n, kw, hd);
+            mm_tn_acc(&dv, &a.h1, &mut gd[li.wv], n, kw, hd);
+            for (b, d) in [(li.bq, &dq), (li.bk, &dk), (li.bv, &dv)] {
+                if let Some(b) = b {
+                    colsum_acc(d, &mut gd[b]);
+                }
+            }
+            rms_bwd(&a.x, &a.r1, w(li.ln1), &dh1, &mut dx, &mut gd[li.ln1], true);
+            // Free this layer's activations early.
+            *a = LayerAct::default();
+        }
+        let de = &mut gd[idx.embed];
+        for (row, &id) in dx.chunks_exact(hd).zip(&ids) {
+            for (e, &v) in de[id as usize * hd..(id as usize + 1) * hd]
+                .iter_mut()
+                .zip(row)
+            {
+                *e += v;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `y[rows, out] = x . w^T + b`.
+pub(crate) fn linear_fwd(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [f32],
+    rows: usize,
+    inn: usize,
+    out: usize,
+) {
+    mm_nt(x, w, y, rows, inn, out, false);
+    if let Some(b) = b {
+        for row in y.chunks_exact_mut(out) {
+            for (v, &bv) in row.iter_mut().zip(b) {
+                *v += bv;
+            }
+        }
+    }
+}
+
+/// Causal attention per sequence and head; `p` receives the probabilities
+/// (`n x n` per sequence and head, zero above the diagonal), `o` the output.
+#[allow(clippy::too_many_arguments)]
+fn attention_fwd(
+    g: &Geo,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    p: &mut [f32],
+    o: &mut [f32],
+    starts: &[usize],
+    lens: &[usize],
+    poff: &[usize],
+) {
+    let (qw, kw, d) = (g.heads * g.d, g.kvh * g.d, g.d);
+    let grp = g.heads / g.kvh;
+    let scale = 1.0 / (d as f32).sqrt();
+    let (pp, op) = (SendPtr(p.as_mut_ptr()), SendPtr(o.as_mut_ptr()));
+    let tasks: Vec<(usize, usize)> = (0..lens.len())
+        .flat_map(|s| (0..g.heads).map(move |h| (s, h)))
+        .collect();
+    tasks.par_iter().for_each(|&(s, h)| {
+        let (n, st, kh) = (lens[s], starts[s], h / grp);
+        // SAFETY: task (s, h) writes only its own n x n block of p and the
+        // rows of sequence s, columns of head h, of o; reads are in bounds.
+        unsafe {
+            let pb = pp.get().add(poff[s] + h * n * n);
+            gemm_raw(
+                n,
+                n,
+                d,
+                pb,
+                n,
+                false,
+                q.as_ptr().add(st * qw + h * d),
+                qw,
+                1,
+                k.as_ptr().add(st * kw + kh * d),
+                1,
+                kw,
+                false,
+            );
+            let rows = std::slice::from_raw_parts_mut(pb, n * n);
+            for (i, row) in rows.chunks_exact_mut(n).enumerate() {
+                let (live, dead) = row.split_at_mut(i + 1);
+                let mut m = f32::NEG_INFINITY;
+                for z in live.iter_mut() {
+                    *z *= scale;
+                    m = m.max(*z);
+                }
+                let mut sum = 0f32;
+                for z in live.iter_mut() {
+                    *z = (*z - m).exp();
+                    sum += *z;
+                }
+                for z in live.iter_mut() {
+                    *z /= sum;
+                }
+                dead.fill(0.0);
+            }
+            gemm_raw(
+                n,
+                d,
+                n,
+                op.get().add(st * qw + h * d),
+                qw,
+                false,
+                pb,
+                n,
+                1,
+                v.as_ptr().add(st * kw + kh * d),
+                kw,
+                1,
+                false,
+            );
+        }
+    });
+}
+
+/// Backward of [`attention_fwd`]: `dq`, `dk`, `dv` (overwritten) from the
+/// output gradient `dout`.
+#[allow(clippy::too_many_arguments)]
+fn attention_bwd(
+    g: &Geo,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    p: &[f32],
+    dout: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    starts: &[usize],
+    lens: &[usize],
+    poff: &[usize],
+) {
+    let (qw, kw, d) = (g.heads * g.d, g.kvh * g.d, g.d);
+    let grp = g.heads / g.kvh;
+    let scale = 1.0 / (d as f32).sqrt();
+    let (dqp, dkp, dvp) = (
+        SendPtr(dq.as_mut_ptr()),
+        SendPtr(dk.as_mut_ptr()),
+        SendPtr(dv.as_mut_ptr()),
+    );
+    let tasks: Vec<(usize, usize)> = (0..lens.len())
+        .flat_map(|s| (0..g.kvh).map(move |kh| (s, kh)))
+        .collect();
+    tasks.par_iter().for_each(|&(s, kh)| {
+        let (n, st) = (lens[s], starts[s]);
+        let mut ds = vec![0f32; n * n];
+        for h in kh * grp..(kh + 1) * grp {
+            let first = h == kh * grp;
+            let pb = &p[poff[s] + h * n * n..poff[s] + (h + 1) * n * n];
+            // SAFETY: task (s, kh) writes the rows of sequence s in the
+            // columns of its query heads (dq) and of kv head kh (dk, dv).
+            unsafe {
+                let dob = dout.as_ptr().add(st * qw + h * d);
+                // dP = dO V^T.
+                gemm_raw(
+                    n,
+                    n,
+                    d,
+                    ds.as_mut_ptr(),
+                    n,
+                    false,
+                    dob,
+                    qw,
+                    1,
+                    v.as_ptr().add(st * kw + kh * d),
+                    1,
+                    kw,
+                    false,
+                );
+                // dS = P * (dP - rowsum(dP * P)) * scale.
+                for (dr, pr) in ds.chunks_exact_mut(n).zip(pb.chunks_exact(n)) {
+                    let dot: f32 = dr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                    for (x, &pv) in dr.iter_mut().zip(pr) {
+                        *x = pv * (*x - dot) * scale;
+                    }
+                }
+                // dQ = dS K.
+                gemm_raw(
+                    n,
+                    d,
+                    n,
+                    dqp.get().add(st * qw + h * d),
+                    qw,
+                    false,
+                    ds.as_ptr(),
+                    n,
+                    1,
+                    k.as_ptr().add(st * kw + kh * d),
+                    kw,
+                    1,
+                    false,
+                );
+                // dK (+)= dS^T Q.
+                gemm_raw(
+                    n,
+                    d,
+                    n,
+                    dkp.get().add(st * kw + kh * d),
+                    kw,
+                    !first,
+                    ds.as_ptr(),
+                    1,
+                    n,
+                    q.as_ptr().add(st * qw + h * d),
+                    qw,
+                    1,
+                    false,
+                );
+                // dV (+)= P^T dO.
+                gemm_raw(
+                    n,
+                    d,
+                    n,
+                    dvp.get().add(st * kw + kh * d),
+                    kw,
+                    !first,
+                    pb.as_ptr(),
+                    1,
+                    n,
+                    dob,
+                    qw,
+                    1,
+                    false,
+                );
+            }
+        }
+    });
+}

@@ -1,0 +1,266 @@
+//! Batched KV-cached decoding written by hand for the CPU (rollouts).
+//!
+//! [`Model::generate_batch`] decodes a batch in lockstep. On the CPU it runs
+//! here instead of through candle ops: the weights are read once into flat
+//! vectors, every row has its own preallocated key/value cache (no padding:
+//! a row's positions count its own tokens, as the padded path's position
+//! ids do), finished rows leave the batch (the candle path keeps feeding
+//! them a masked filler), and a step is a handful of GEMMs over the live rows
+//! plus per-row attention loops. The prompts are prefilled in the same way,
+//! all their tokens at once. Sampling is unchanged ([`crate::generate::pick`],
+//! stream `i` of the seed for row `i`), so the outputs equal the candle
+//! path's up to float rounding (which can flip near-ties).
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::backprop::{linear_fwd, mm_nt, rms_fwd, rope_inplace, silu, Geo, Index};
+use crate::error::Result;
+use crate::generate::{log_prob, pick, FinishReason, Generation, SamplingParams};
+use crate::model::Model;
+
+/// Flat weights and per-row caches of one batched decode.
+struct Decoder {
+    g: Geo,
+    idx: Index,
+    w: Vec<Vec<f32>>,
+    cap: usize,
+    /// Per layer: `[row][kv_head][cap][d]`.
+    kc: Vec<Vec<f32>>,
+    vc: Vec<Vec<f32>>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl Decoder {
+    fn new(model: &Model, rows: usize, cap: usize) -> Result<Self> {
+        let g = model.geo();
+        let idx = Index::new(model)?;
+        let w: Vec<Vec<f32>> = model
+            .named_weights()
+            .iter()
+            .map(|(_, t)| t.flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<_>>()?;
+        let per = rows * g.kvh * cap * g.d;
+        let (cos, sin) = model.rope.table_vecs(cap);
+        Ok(Decoder {
+            kc: (0..idx.layers.len()).map(|_| vec![0f32; per]).collect(),
+            vc: (0..idx.layers.len()).map(|_| vec![0f32; per]).collect(),
+            g,
+            idx,
+            w,
+            cap,
+            cos,
+            sin,
+        })
+    }
+
+    /// Appends `tokens` to row `row` (whose cache holds `start` positions)
+    /// for every `(row, tokens, start)` of `feeds`; returns the logits of
+    /// each feed's last token.
+    fn feed(&mut self, feeds: &[(usize, &[u32], usize)]) -> Vec<Vec<f32>> {
+        let g = self.g;
+        let (hd, qw, kw, d) = (g.hidden, g.heads * g.d, g.kvh * g.d, g.d);
+        let grp = g.heads / g.kvh;
+        let scale = 1.0 / (d as f32).sqrt();
+        let cap = self.cap;
+        let mut trow = Vec::new();
+        let mut tpos = Vec::new();
+        let mut ids = Vec::new();
+        for &(r, toks, start) in feeds {
+            for (j, &t) in toks.iter().enumerate() {
+                trow.push(r);
+                tpos.push((start + j) as u32);
+                ids.push(t);
+            }
+        }
+        let n = ids.len();
+        let w = &self.w;
+        let emb = &w[self.idx.embed];
+        let mut x = vec![0f32; n * hd];
+        for (row, &id) in x.chunks_exact_mut(hd).zip(&ids) {
+            row.copy_from_slice(&emb[id as usize * hd..(id as usize + 1) * hd]);
+        }
+        let mut h = vec![0f32; n * hd];
+        let mut r = vec![0f32; n];
+        let mut q = vec![0f32; n * qw];
+        let mut k = vec![0f32; n * kw];
+        let mut v = vec![0f32; n * kw];
+        let mut o = vec![0f32; n * qw];
+        let mut xm = vec![0f32; n * hd];
+        let mut gate = vec![0f32; n * g.inter];
+        let mut up = vec![0f32; n * g.inter];
+        for (l, li) in self.idx.layers.iter().enumerate() {
+            let wt = |i: usize| w[i].as_slice();
+            rms_fwd(&x, wt(li.ln1), g.eps, &mut h, &mut r);
+            linear_fwd(&h, wt(li.wq), li.bq.map(wt), &mut q, n, hd, qw);
+            linear_fwd(&h, wt(li.wk), li.bk.map(wt), &mut k, n, hd, kw);
+            linear_fwd(&h, wt(li.wv), li.bv.map(wt), &mut v, n, hd, kw);
+            if let (Some(qn), Some(kn)) = (li.qn, li.kn) {
+                let mut t = vec![0f32; n * qw];
+                let mut rr = vec![0f32; n * g.heads];
+                rms_fwd(&q, wt(qn), g.eps, &mut t, &mut rr);
+                q = t;
+                let mut t = vec![0f32; n * kw];
+                let mut rr = vec![0f32; n * g.kvh];
+                rms_fwd(&k, wt(kn), g.eps, &mut t, &mut rr);
+                k = t;
+            }
+            rope_inplace(&mut q, g.heads, d, &tpos, &self.cos, &self.sin, false);
+            rope_inplace(&mut k, g.kvh, d, &tpos, &self.cos, &self.sin, false);
+            // Write the new keys and values into the caches.
+            let (kc, vc) = (&mut self.kc[l], &mut self.vc[l]);
+            for (i, (&row, &p)) in trow.iter().zip(&tpos).enumerate() {
+                let p = p as usize;
+                for kh in 0..g.kvh {
+                    let at = ((row * g.kvh + kh) * cap + p) * d;
+                    kc[at..at + d].copy_from_slice(&k[i * kw + kh * d..i * kw + kh * d + d]);
+                    vc[at..at + d].copy_from_slice(&v[i * kw + kh * d..i * kw + kh * d + d]);
+                }
+            }
+            let (kc, vc) = (&self.kc[l], &self.vc[l]);
+            // Attention of every new token over its row's cache (causal).
+            o.par_chunks_mut(qw)
+                .zip(q.par_chunks(qw))
+                .enumerate()
+                .for_each(|(i, (orow, qrow))| {
+                    let (row, len) = (trow[i], tpos[i] as usize + 1);
+                    let mut s = vec![0f32; len];
+                    for hh in 0..g.heads {
+                        let kh = hh / grp;
+                        let base = (row * g.kvh + kh) * cap * d;
+                        let qh = &qrow[hh * d..hh * d + d];
+                        let mut m = f32::NEG_INFINITY;
+                        for (j, sj) in s.iter_mut().enumerate() {
+                            let kj = &kc[base + j * d..base + j * d + d];
+                            let dot: f32 = qh.iter().zip(kj).map(|(a, b)| a * b).sum();
+                            *sj = dot * scale;
+                            m = m.max(*sj);
+                        }
+                        let mut sum = 0f32;
+                        for sj in s.iter_mut() {
+                            *sj = (*sj - m).exp();
+                            sum += *sj;
+                        }
+                        let oh = &mut orow[hh * d..hh * d + d];
+                        oh.fill(0.0);
+                        for (j, &pj) in s.iter().enumerate() {
+                            let pj = pj / sum;
+                            let vj = &vc[base + j * d..base + j * d + d];
+                            for (ov, &vv) in oh.iter_mut().zip(vj) {
+                                *ov += pj * vv;
+                            }
+                        }
+                    }
+                });
+            linear_fwd(&o, wt(li.wo), li.bo.map(wt), &mut xm, n, qw, hd);
+            for (a, &b) in xm.iter_mut().zip(&x) {
+                *a += b;
+            }
+            rms_fwd(&xm, wt(li.ln2), g.eps, &mut h, &mut r);
+            linear_fwd(&h, wt(li.wg), li.bg.map(wt), &mut gate, n, hd, g.inter);
+            linear_fwd(&h, wt(li.wu), li.bu.map(wt), &mut up, n, hd, g.inter);
+            for (gv, &uv) in gate.iter_mut().zip(&up) {
+                *gv = silu(*gv) * uv;
+            }
+            linear_fwd(&gate, wt(li.wd), li.bd.map(wt), &mut x, n, g.inter, hd);
+            for (a, &b) in x.iter_mut().zip(&xm) {
+                *a += b;
+            }
+        }
+        // Final norm and logits of each feed's last token.
+        let mut last = Vec::with_capacity(feeds.len() * hd);
+        let mut at = 0;
+        for &(_, toks, _) in feeds {
+            at += toks.len();
+            last.extend_from_slice(&x[(at - 1) * hd..at * hd]);
+        }
+        let nf = feeds.len();
+        let mut hf = vec![0f32; nf * hd];
+        let mut rf = vec![0f32; nf];
+        rms_fwd(&last, &w[self.idx.norm], g.eps, &mut hf, &mut rf);
+        let mut logits = vec![0f32; nf * g.vocab];
+        mm_nt(&hf, &w[self.idx.lm], &mut logits, nf, hd, g.vocab, false);
+        logits.chunks_exact(g.vocab).map(<[f32]>::to_vec).collect()
+    }
+}
+
+impl Model {
+    /// [`Model::generate_batch`] on the hand-written CPU decoder (see the
+    /// module docs); prompts are non-empty and checked by the caller.
+    pub(crate) fn generate_batch_fast(
+        &self,
+        prompts: &[Vec<u32>],
+        params: &SamplingParams,
+    ) -> Result<Vec<Generation>> {
+        let b = prompts.len();
+        let max_pos = self.config().max_position_embeddings;
+        let mut out: Vec<Generation> = (0..b)
+            .map(|_| Generation {
+                tokens: Vec::new(),
+                logprobs: Vec::new(),
+                finish: FinishReason::Length,
+            })
+            .collect();
+        let mut live: Vec<usize> = (0..b)
+            .filter(|&i| params.max_new_tokens > 0 && prompts[i].len() < max_pos)
+            .collect();
+        if live.is_empty() {
+            return Ok(out);
+        }
+        let mut rngs: Vec<ChaCha8Rng> = (0..b)
+            .map(|i| {
+                let mut r = ChaCha8Rng::seed_from_u64(params.seed);
+                r.set_stream(i as u64);
+                r
+            })
+            .collect();
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let cap = (width + params.max_new_tokens).min(max_pos);
+        let mut dec = Decoder::new(self, b, cap)?;
+        // 1. Prefill every live prompt at once.
+        let feeds: Vec<(usize, &[u32], usize)> = live
+            .iter()
+            .map(|&i| (i, prompts[i].as_slice(), 0))
+            .collect();
+        let mut logits = dec.feed(&feeds);
+        loop {
+            // 2. Pick a token for every live row; drop rows that end.
+            let mut next = Vec::with_capacity(live.len());
+            let mut still = Vec::with_capacity(live.len());
+            for (slot, &r) in live.iter().enumerate() {
+                let lg = &logits[slot];
+                let tok = pick(lg, params, &mut rngs[r]);
+                let gen = &mut out[r];
+                gen.tokens.push(tok);
+                if params.logprobs {
+                    gen.logprobs.push(log_prob(lg, tok as usize) as f32);
+                }
+                let full = gen.tokens.len() >= params.max_new_tokens
+                    || prompts[r].len() + gen.tokens.len() >= max_pos;
+                if params.eos_token_ids.contains(&tok) {
+                    gen.finish = FinishReason::Eos;
+                } else if params.stop_token_ids.contains(&tok) {
+                    gen.finish = FinishReason::Stop;
+                } else if !full {
+                    still.push(r);
+                    next.push(tok);
+                }
+            }
+            if still.is_empty() {
+                break;
+            }
+            // 3. Feed each live row its new token at its next position.
+            let toks: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
+            let feeds: Vec<(usize, &[u32], usize)> = still
+                .iter()
+                .zip(&toks)
+                .map(|(&r, t)| (r, &t[..], prompts[r].len() + out[r].tokens.len() - 1))
+                .collect();
+            logits = dec.feed(&feeds);
+            live = still;
+        }
+        Ok(out)
+    }
+}
