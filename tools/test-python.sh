@@ -14,6 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 VENV=${RHYTHM_VENV:-.venv}
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 PYTHON=${PYTHON:-python3}
 
 # Each step prints the seconds the previous ones took in all.
@@ -25,7 +26,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 # maturin, pytest and accelerate are found on PATH by the build and the tests.
-export PATH="$PWD/$VENV/bin:$PATH"
+export PATH="$VENV/bin:$PATH"
 
 step "test dependencies"
 "$PY" -m pip install --quiet -r bindings/python/requirements-test.txt
