@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GRPO throughput: TRL's GRPOTrainer against `rhythm train`, back to back.
 
-    /work/venv/bin/python bench/rl_vs_trl.py [--model models/countdown-tiny] [--steps 6]
+    .venv/bin/python bench/rl_vs_trl.py [--model models/countdown-tiny] [--steps 6]
         [--threads 2] [--skip-trl] [--rhythm-only none,coupled] [--candle]
 
 Both train the same model on the same Countdown prompts (the first

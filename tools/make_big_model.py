@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A larger random Qwen3 checkpoint for the GRPO throughput benchmark.
 
-    /work/venv/bin/python tools/make_big_model.py [OUT]     # default /tmp/rhythm-big
+    .venv/bin/python tools/make_big_model.py [OUT]     # default /tmp/rhythm-big
 
 hidden 512, 8 layers, 8 query / 4 key-value heads of 64, MLP 1536, tied
 embeddings, 384 positions, the bundled model's tokenizer (vocabulary 64), so

@@ -2,7 +2,7 @@
 """Reference gradients (PyTorch autograd, float64) for the hand-written
 training pass of rhythm-model (crates/rhythm-model/src/backprop.rs).
 
-    /work/venv/bin/python tools/make_grad_reference.py     # rewrites fixtures/grads/*.safetensors
+    .venv/bin/python tools/make_grad_reference.py     # rewrites fixtures/grads/*.safetensors
 
 For the bundled model (models/countdown-tiny) and the three fixtures
 (fixtures/models/tiny-{qwen3,qwen2,llama}) it loads the checkpoint as saved,
