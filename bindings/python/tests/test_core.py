@@ -90,8 +90,11 @@ def test_hand_checked_gamma_for_every_strategy():
         "global": [1.5, 1.5, 1, 1],  # anchors {0, 1}
         # anchor 0 outside D (+a) and intro (+alpha a); 1 in D (+(1-alpha) a)
         "coupled": [1.75, 1.25, 1, 1],
-        "local-bottom": [1.5, 1, 1, 1.5],  # BottomQ(Delta) = {3, 0}
-        "global-bottom": [1, 1.5, 1.5, 1],  # BottomQ(FAI) = {1, 2}
+        # Bottom ablations range over the positions whose score is defined
+        # (SPEC section 8): Delta on offsets 0..2 (the last has none), FAI on
+        # offsets 0..2 (T(5) is empty at horizon 1:end); ceil(0.5 * 3) = 2.
+        "local-bottom": [1.5, 1.5, 1, 1],  # BottomQ(Delta[0..3]) = {0, 1}
+        "global-bottom": [1, 1.5, 1.5, 1],  # BottomQ(FAI[0..3]) = {1, 2}
         # bottom anchors {1, 2}: 1 dominated via intro 0; 2 via intro 1 (Delta
         # ties in {0, 1} go to the larger u). t0: intro 1.25; t1: D + intro
         # 1.25 + 0.25; t2: D 1.25.

@@ -404,7 +404,7 @@ fn bad_input_is_one_line_exit_2() {
                 "--q".into(),
                 "1.5".into(),
             ],
-            "1.5 is outside (0, 1]",
+            "q = 1.5",
         ),
         (
             vec![

@@ -57,11 +57,16 @@ fn rhythm_flags_are_validated_where_they_are_declared() {
         vec!["train", "--steps", "1", "--out", "never-written"],
     ] {
         for (flag, value, want) in [
-            ("--q", "0", "0 is outside (0, 1]"),
-            ("--q", "NaN", "not a finite number"),
-            ("--window", "0", "expected at least 1"),
+            ("--q", "0", "q = 0, expected a number in (0, 1]"),
+            ("--q", "NaN", "q = NaN, expected a number in (0, 1]"),
+            ("--window", "0", "window = 0, expected at least 1"),
             ("--horizon", "9:3", "expected LO <= HI"),
-            ("--proximity", "99999999999999999999", "not a whole number"),
+            ("--proximity", "99999999999999999999", "--proximity"),
+            (
+                "--proximity",
+                "9999999999",
+                "proximity = 9999999999, expected at most 1000000000",
+            ),
             ("--layers", "1,x", "'x' is not a layer number"),
         ] {
             let mut args = cmd.clone();
@@ -71,8 +76,12 @@ fn rhythm_flags_are_validated_where_they_are_declared() {
         }
     }
     for (flag, value, want) in [
-        ("--gamma-amp", "-1", "negative"),
-        ("--alpha", "2", "outside [0, 1]"),
+        (
+            "--gamma-amp",
+            "-1",
+            "gamma_amp = -1, expected a finite number >= 0",
+        ),
+        ("--alpha", "2", "alpha = 2, expected a number in [0, 1]"),
         ("--strategy", "best", "unknown strategy 'best'"),
     ] {
         let arg = format!("{flag}={value}");

@@ -102,9 +102,14 @@ impl Params {
             ("k", self.k, 1),
             ("proximity", self.proximity, 0),
         ] {
-            if v < min || v > max {
+            if v < min {
                 return Err(CoreError::Param(format!(
-                    "{name} = {v}, expected a whole number in {min}..={max}"
+                    "{name} = {v}, expected at least {min}"
+                )));
+            }
+            if v > max {
+                return Err(CoreError::Param(format!(
+                    "{name} = {v}, expected at most {max}"
                 )));
             }
         }

@@ -10,7 +10,9 @@
 //! * [`CreditSettings`]: the credit strategy and its two numbers
 //!   (`gamma_amp`, `alpha`). `score`, `probe` and `train` take both groups.
 //!
-//! Settings are plain validated values; the working [`Params`] are built
+//! Settings are plain values, checked once by [`Params::validate`] (so a
+//! flag, a TOML key and a Python keyword get the same message); the working
+//! [`Params`] are built
 //! from them by laying the values given over a *preset*: SPEC's RL defaults
 //! ([`Params::rl`], horizon `10:50`) or its analysis defaults
 //! ([`Params::analysis`], horizon `1:end`). Only the horizon and the layers
@@ -224,7 +226,7 @@ pub struct MetricSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<Layers>,
     /// WAAD window W. Default 10.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 10, value_parser = positive))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 10))]
     pub window: usize,
     /// FAI horizon `LO:HI` (`HI` may be `end`). Default `10:50` (SPEC's RL
     /// default) for score, probe and train; `1:end` (analysis) for analyze,
@@ -233,27 +235,27 @@ pub struct MetricSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub horizon: Option<Horizon>,
     /// Fraction q of response tokens selected, in (0, 1]. Default 0.4.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.4, value_parser = fraction))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.4))]
     pub q: f64,
     /// Head ratio rho of the local and global groups, in (0, 1]. Default 0.3.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.3, value_parser = fraction))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.3))]
     pub head_ratio: f64,
     /// Fraction of candidate heads that are receiver heads, in (0, 1].
     /// Default 0.1.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.1, value_parser = fraction))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.1))]
     pub receiver_ratio: f64,
     /// Receiver-head proximity p. Default 4.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 4, value_parser = count))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 4))]
     pub proximity: usize,
     /// Neighbourhood k of locally dominated anchors. Default 3.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 3, value_parser = positive))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 3))]
     pub k: usize,
     /// tau_waad. Default: the median of WAAD over the response.
-    #[cfg_attr(feature = "clap", arg(long, value_parser = finite))]
+    #[cfg_attr(feature = "clap", arg(long))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tau_waad: Option<f64>,
     /// tau_delta. Default: the median of Delta over the response.
-    #[cfg_attr(feature = "clap", arg(long, value_parser = finite))]
+    #[cfg_attr(feature = "clap", arg(long))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tau_delta: Option<f64>,
 }
@@ -287,10 +289,10 @@ pub struct CreditSettings {
     pub strategy: Strategy,
     /// gamma_amp: boosted tokens get up to this times the advantage (finite,
     /// >= 0). Default 1.5.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 1.5, value_parser = nonnegative))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 1.5))]
     pub gamma_amp: f64,
     /// alpha of the coupled strategy, in [0, 1]. Default 0.5.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.5, value_parser = unit))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.5))]
     pub alpha: f64,
 }
 
@@ -347,57 +349,10 @@ impl CreditSettings {
 }
 
 /// Largest accepted window, proximity or neighbourhood (any sequence is
-/// shorter; the bound keeps position arithmetic far from overflow).
+/// shorter; the bound keeps position arithmetic far from overflow). Checked
+/// by [`Params::validate`], the one place every setting's range is checked,
+/// so a flag, a TOML key and a Python keyword get the same message.
 pub const MAX_DISTANCE: usize = 1_000_000_000;
-
-/// Parses a whole number in `0..=MAX_DISTANCE` (flags).
-pub fn count(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(v) if v <= MAX_DISTANCE => Ok(v),
-        Ok(v) => Err(format!("{v} is larger than {MAX_DISTANCE}")),
-        Err(_) => Err(format!("'{s}' is not a whole number >= 0")),
-    }
-}
-
-/// Parses a whole number in `1..=MAX_DISTANCE` (flags).
-pub fn positive(s: &str) -> Result<usize, String> {
-    match count(s)? {
-        0 => Err("0 is not allowed, expected at least 1".into()),
-        v => Ok(v),
-    }
-}
-
-/// Parses a finite number (flags).
-pub fn finite(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(format!("'{s}' is not a finite number")),
-    }
-}
-
-/// Parses a finite number >= 0 (flags).
-pub fn nonnegative(s: &str) -> Result<f64, String> {
-    match finite(s)? {
-        v if v >= 0.0 => Ok(v),
-        v => Err(format!("{v} is negative, expected a number >= 0")),
-    }
-}
-
-/// Parses a number in (0, 1] (flags).
-pub fn fraction(s: &str) -> Result<f64, String> {
-    match finite(s)? {
-        v if v > 0.0 && v <= 1.0 => Ok(v),
-        v => Err(format!("{v} is outside (0, 1]")),
-    }
-}
-
-/// Parses a number in [0, 1] (flags).
-pub fn unit(s: &str) -> Result<f64, String> {
-    match finite(s)? {
-        v if (0.0..=1.0).contains(&v) => Ok(v),
-        v => Err(format!("{v} is outside [0, 1]")),
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -466,21 +421,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("q = 0"));
-    }
-
-    #[test]
-    fn flag_value_parsers_name_the_value() {
-        assert_eq!(fraction("0.4"), Ok(0.4));
-        assert!(fraction("0").unwrap_err().contains("outside (0, 1]"));
-        assert!(fraction("NaN").unwrap_err().contains("not a finite number"));
-        assert!(nonnegative("-1").unwrap_err().contains("negative"));
-        assert!(unit("1.5").unwrap_err().contains("outside [0, 1]"));
-        assert!(finite("inf").is_err());
-        assert_eq!(positive("3"), Ok(3));
-        assert!(positive("0").unwrap_err().contains("at least 1"));
-        assert!(count("18446744073709551615")
-            .unwrap_err()
-            .contains("larger than"));
-        assert!(count("-2").unwrap_err().contains("not a whole number"));
     }
 }
