@@ -39,7 +39,7 @@ step "building and installing the rhythm package"
 if [ -z "${RHYTHM_BIN:-}" ]; then
     step "building the rhythm CLI (cargo build --release -p rhythm-cli)"
     cargo build --release --quiet -p rhythm-cli
-    export RHYTHM_BIN="$PWD/target/release/rhythm"
+    export RHYTHM_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/rhythm"
 fi
 
 step "pytest bindings/python/tests"
