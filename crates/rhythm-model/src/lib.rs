@@ -68,9 +68,7 @@ pub use generate::{FinishReason, Generation, SamplingParams};
 pub use model::{weight_specs, KvCache, Model, WeightKind, WeightSpec};
 pub use ops::Kernels;
 pub use pretrained::{load_tokenizer, save_pretrained, LoadOptions, Pretrained};
-pub use probe::{
-    CapturedProbe, LayerSelection, MapSink, ProbeTuning, RowSink, StreamedProbe, TokenStats,
-};
+pub use probe::{CapturedProbe, MapSink, ProbeTuning, RowSink, StreamedProbe, TokenStats};
 pub use rhythm_probe::{ProbeExtras, ProbedResponse};
 pub use weights::{write_safetensors, write_safetensors_atomic};
 

@@ -20,56 +20,20 @@ use crate::kernels;
 use crate::model::Model;
 use crate::ops::{self, Kernels};
 
-/// Which layers to probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LayerSelection {
-    /// Every layer.
-    All,
-    /// SPEC section 2's five sampled layers ([`rhythm_core::sample_layers`]).
-    Sampled,
-    /// An explicit list.
-    List(Vec<usize>),
-}
-
-impl LayerSelection {
-    /// Parses `all`, `sampled` or a comma-separated list such as `3,5,7`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.trim() {
-            "all" => Ok(LayerSelection::All),
-            "sampled" => Ok(LayerSelection::Sampled),
-            list => list
-                .split(',')
-                .map(|x| {
-                    x.trim().parse::<usize>().map_err(|_| {
-                        ModelError::arg(
-                            "layers",
-                            format!("expected `all`, `sampled` or comma-separated layer indices, found `{s}`"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>>>()
-                .map(LayerSelection::List),
-        }
+/// The ascending, de-duplicated layer indices of `layers`, each checked to
+/// exist in a model of `num_layers` layers. (Which layers to probe is a user
+/// setting, parsed once as [`rhythm_core::Layers`].)
+fn checked_layers(layers: &[usize], num_layers: usize) -> Result<Vec<usize>> {
+    let mut v = layers.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    if let Some(&bad) = v.iter().find(|&&l| l >= num_layers) {
+        return Err(ModelError::arg(
+            "layers",
+            format!("layer {bad} does not exist (expected < {num_layers})"),
+        ));
     }
-
-    /// The ascending, de-duplicated layer indices for a model with
-    /// `num_layers` layers.
-    pub fn resolve(&self, num_layers: usize) -> Result<Vec<usize>> {
-        let mut v = match self {
-            LayerSelection::All => (0..num_layers).collect(),
-            LayerSelection::Sampled => rhythm_core::sample_layers(num_layers),
-            LayerSelection::List(v) => v.clone(),
-        };
-        v.sort_unstable();
-        v.dedup();
-        if let Some(&bad) = v.iter().find(|&&l| l >= num_layers) {
-            return Err(ModelError::arg(
-                "layers",
-                format!("layer {bad} does not exist (expected < {num_layers})"),
-            ));
-        }
-        Ok(v)
-    }
+    Ok(v)
 }
 
 /// Something that receives attention rows of one head.
@@ -212,7 +176,7 @@ impl Model {
         with_logits: bool,
     ) -> Result<CapturedProbe> {
         let n = ids.len();
-        let layers = LayerSelection::List(layers.to_vec()).resolve(self.num_layers())?;
+        let layers = checked_layers(layers, self.num_layers())?;
         let heads = self.num_heads();
         let mut sinks: Vec<Vec<MapSink>> = layers
             .iter()
@@ -283,7 +247,7 @@ impl Model {
                 ),
             ));
         }
-        let layers = LayerSelection::List(layers.to_vec()).resolve(self.num_layers())?;
+        let layers = checked_layers(layers, self.num_layers())?;
         let heads = self.num_heads();
         let mut sinks: Vec<Vec<HeadSummary>> = layers
             .iter()

@@ -358,21 +358,29 @@ fn varmap_backed_varbuilder_builds_a_trainable_model() {
     assert!(vm.all_vars().iter().all(|v| g.get(v.as_tensor()).is_some()));
 }
 
+/// Which layers to probe is a user setting parsed once, as
+/// `rhythm_core::Layers` (tested there); the probe sorts, de-duplicates and
+/// checks the list it is given.
 #[test]
-fn layer_selection() {
-    use rhythm_model::LayerSelection;
-    let s = LayerSelection::parse("sampled").unwrap();
-    assert_eq!(s.resolve(36).unwrap(), vec![12, 15, 18, 21, 24]);
-    assert_eq!(
-        LayerSelection::parse("all").unwrap().resolve(3).unwrap(),
-        vec![0, 1, 2]
-    );
-    assert_eq!(
-        LayerSelection::parse("3, 1,3").unwrap().resolve(4).unwrap(),
-        vec![1, 3]
-    );
-    assert!(LayerSelection::parse("x").is_err());
-    assert!(LayerSelection::parse("1,9").unwrap().resolve(4).is_err());
+fn probed_layers_are_sorted_deduplicated_and_checked() {
+    let (m, _) = random(FAMILIES[0], 9);
+    let ids = common::ids(30, 40, 5);
+    let p = 10;
+    let params = rhythm_core::Params::rl();
+    let cfg = params.summary_config(p, ids.len());
+    let st = m.probe_streamed(&ids, &cfg, &[1, 0, 1]).unwrap();
+    assert_eq!(st.layers, vec![0, 1]);
+    assert_eq!(st.summaries.len(), 2 * m.num_heads());
+    let e = m
+        .probe_streamed(&ids, &cfg, &[0, 9])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layer 9 does not exist"), "{e}");
+    let r = m
+        .probe_response(&ids, p, &[1, 0], &params, Default::default())
+        .unwrap();
+    assert_eq!(r.entropy.len(), ids.len() - p);
+    assert_eq!(r.summaries.len(), 2 * m.num_heads());
 }
 
 #[test]
