@@ -700,6 +700,24 @@ impl Trainer {
             }
             let mut acc: Vec<Option<Tensor>> = vec![None; self.opt.vars.len()];
             let mut mini_loss = 0.0;
+            // The clipped loss of a micro-batch and its statistics, for both
+            // forward paths below.
+            let mut loss_of =
+                |logp: &Tensor, lref: Option<&Tensor>, batch: &Batch| -> Result<Tensor> {
+                    let (loss, st) = grpo::grpo_loss(
+                        logp,
+                        &batch.logp_old,
+                        &batch.adv,
+                        &batch.weight,
+                        lref,
+                        &lcfg,
+                    )?;
+                    mini_loss += loss.to_scalar::<f32>()? as f64;
+                    tok += st.tokens;
+                    clipped += st.clipped;
+                    kl += st.kl;
+                    Ok(loss)
+                };
             // The hand-written forward/backward (rhythm_model::backprop) on
             // the CPU; candle autograd elsewhere, or with RHYTHM_UPDATE=candle.
             let fast = self.policy.model.supports_fast_train()
@@ -721,18 +739,7 @@ impl Trainer {
                         Some(r) => Some(pad_rows(&r.fast_logprobs(&refs)?, b, t1, &batch.ids)?),
                         None => None,
                     };
-                    let (loss, st) = grpo::grpo_loss(
-                        logp.as_tensor(),
-                        &batch.logp_old,
-                        &batch.adv,
-                        &batch.weight,
-                        lref.as_ref(),
-                        &lcfg,
-                    )?;
-                    mini_loss += loss.to_scalar::<f32>()? as f64;
-                    tok += st.tokens;
-                    clipped += st.clipped;
-                    kl += st.kl;
+                    let loss = loss_of(logp.as_tensor(), lref.as_ref(), &batch)?;
                     let gl = loss.backward()?;
                     let dl = match gl.get(logp.as_tensor()) {
                         Some(d) => d.to_vec2::<f32>()?,
@@ -754,18 +761,7 @@ impl Trainer {
                     Some(r) => Some(r.token_logprobs(&batch.ids, Some(&batch.mask))?.detach()),
                     None => None,
                 };
-                let (loss, st) = grpo::grpo_loss(
-                    &logp,
-                    &batch.logp_old,
-                    &batch.adv,
-                    &batch.weight,
-                    lref.as_ref(),
-                    &lcfg,
-                )?;
-                mini_loss += loss.to_scalar::<f32>()? as f64;
-                tok += st.tokens;
-                clipped += st.clipped;
-                kl += st.kl;
+                let loss = loss_of(&logp, lref.as_ref(), &batch)?;
                 let grads = loss.backward()?;
                 for (i, (_, var)) in self.opt.vars.iter().enumerate() {
                     if let Some(gr) = grads.get(var.as_tensor()) {
