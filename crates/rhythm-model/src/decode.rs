@@ -11,13 +11,11 @@
 //! stream `i` of the seed for row `i`), so the outputs equal the candle
 //! path's up to float rounding (which can flip near-ties).
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::backprop::{linear_fwd, mm_nt, rms_fwd, rope_inplace, silu, Geo, Index};
 use crate::error::Result;
-use crate::generate::{log_prob, pick, FinishReason, Generation, SamplingParams};
+use crate::generate::{log_prob, pick, row_streams, FinishReason, Generation, SamplingParams};
 use crate::model::Model;
 
 /// Flat weights and per-row caches of one batched decode.
@@ -209,13 +207,7 @@ impl Model {
         if live.is_empty() {
             return Ok(out);
         }
-        let mut rngs: Vec<ChaCha8Rng> = (0..b)
-            .map(|i| {
-                let mut r = ChaCha8Rng::seed_from_u64(params.seed);
-                r.set_stream(i as u64);
-                r
-            })
-            .collect();
+        let mut rngs = row_streams(params.seed, b);
         let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let cap = (width + params.max_new_tokens).min(max_pos);
         let mut dec = Decoder::new(self, b, cap)?;

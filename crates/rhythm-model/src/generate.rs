@@ -155,13 +155,7 @@ impl Model {
         if done.iter().all(|&d| d) {
             return Ok(out);
         }
-        let mut rngs: Vec<ChaCha8Rng> = (0..b)
-            .map(|i| {
-                let mut r = ChaCha8Rng::seed_from_u64(params.seed);
-                r.set_stream(i as u64);
-                r
-            })
-            .collect();
+        let mut rngs = row_streams(params.seed, b);
         let mut cache = this.new_batch_cache(b, width + params.max_new_tokens)?;
         // 1. Prefill the left-padded prompts.
         let mut valid: Vec<Vec<bool>> = prompts
@@ -375,4 +369,17 @@ pub fn pick<R: Rng>(logits: &[f32], params: &SamplingParams, rng: &mut R) -> u32
         u -= x;
     }
     *idx.last().expect("non-empty")
+}
+
+/// The sampler of each row of a batch: row `i` draws from stream `i` of
+/// ChaCha8 seeded with `seed` (the candle and hand-written decoders share
+/// this, so they sample the same tokens).
+pub(crate) fn row_streams(seed: u64, rows: usize) -> Vec<ChaCha8Rng> {
+    (0..rows)
+        .map(|i| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            r.set_stream(i as u64);
+            r
+        })
+        .collect()
 }
