@@ -68,6 +68,16 @@ pub struct EvalArgs {
 
 /// Runs `rhythm eval`.
 pub fn run(args: &EvalArgs) -> Result<()> {
+    use rhythm_rl::config::{MAX_BATCH_SEQUENCES, MAX_NEW_TOKENS};
+    for (flag, v, max) in [
+        ("--k", args.k, MAX_BATCH_SEQUENCES),
+        ("--batch-size", args.batch_size, MAX_BATCH_SEQUENCES),
+        ("--max-new-tokens", args.max_new_tokens, MAX_NEW_TOKENS),
+    ] {
+        if v > max {
+            anyhow::bail!("{flag} {v}: expected at most {max}");
+        }
+    }
     let cfg = TrainConfig {
         task: args.task,
         dataset: args.dataset.clone(),
@@ -80,6 +90,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         test_size: args.test_size,
         ..TrainConfig::default()
     };
+    cfg.check_sizes()?;
     let mut tasks = match (args.dataset.is_some(), args.split.as_str()) {
         (true, _) => {
             load_tasks(&TrainConfig {

@@ -91,3 +91,53 @@ fn rhythm_flags_are_validated_where_they_are_declared() {
     }
     assert!(!root().join("never-written").exists());
 }
+
+#[test]
+fn sizes_from_flags_are_bounded_before_anything_is_allocated() {
+    for (args, want) in [
+        (
+            vec!["eval", "--k", "1000000000000"],
+            "--k 1000000000000: expected at most",
+        ),
+        (
+            vec!["eval", "--test-size", "1000000000000"],
+            "test_size = 1000000000000, expected at most",
+        ),
+        (
+            vec![
+                "train",
+                "--prompts-per-batch",
+                "1000000000000",
+                "--out",
+                "never-written",
+            ],
+            "prompts_per_batch = 1000000000000, expected at most",
+        ),
+        (
+            vec![
+                "train",
+                "--group-size",
+                "100000",
+                "--prompts-per-batch",
+                "100000",
+                "--out",
+                "never-written",
+            ],
+            "prompts_per_batch x group_size = 10000000000, expected at most",
+        ),
+        (
+            vec![
+                "train",
+                "--max-new-tokens",
+                "18446744073709551615",
+                "--out",
+                "never-written",
+            ],
+            "max_new_tokens = 18446744073709551615, expected at most",
+        ),
+    ] {
+        let (code, _, err) = rhythm_in(&root(), &args);
+        one_line_error(code, &err, want);
+    }
+    assert!(!root().join("never-written").exists());
+}

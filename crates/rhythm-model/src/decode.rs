@@ -209,7 +209,7 @@ impl Model {
         }
         let mut rngs = row_streams(params.seed, b);
         let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let cap = (width + params.max_new_tokens).min(max_pos);
+        let cap = width.saturating_add(params.max_new_tokens).min(max_pos);
         let mut dec = Decoder::new(self, b, cap)?;
         // 1. Prefill every live prompt at once.
         let feeds: Vec<(usize, &[u32], usize)> = live

@@ -281,6 +281,13 @@ impl Default for TrainConfig {
     }
 }
 
+/// Largest generated Countdown split or evaluation size.
+pub const MAX_SPLIT: usize = 10_000_000;
+/// Largest number of sequences in one rollout batch.
+pub const MAX_BATCH_SEQUENCES: usize = 1 << 20;
+/// Largest response length.
+pub const MAX_NEW_TOKENS: usize = 1 << 20;
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -395,8 +402,37 @@ impl TrainConfig {
         self.metrics.layers_or(Layers::Sampled)
     }
 
+    /// Checks the sizes that memory is allocated from (splits, batch shape,
+    /// response length) against [`MAX_SPLIT`], [`MAX_BATCH_SEQUENCES`] and
+    /// [`MAX_NEW_TOKENS`], before anything is allocated from them.
+    pub fn check_sizes(&self) -> Result<(), ConfigError> {
+        let at_most = |name: &str, v: usize, max: usize| {
+            if v > max {
+                Err(ConfigError::Invalid(format!(
+                    "{name} = {v}, expected at most {max}"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        at_most("train_size", self.train_size, MAX_SPLIT)?;
+        at_most("test_size", self.test_size, MAX_SPLIT)?;
+        at_most("eval_size", self.eval_size, MAX_SPLIT)?;
+        at_most("max_new_tokens", self.max_new_tokens, MAX_NEW_TOKENS)?;
+        at_most(
+            "prompts_per_batch",
+            self.prompts_per_batch,
+            MAX_BATCH_SEQUENCES,
+        )?;
+        at_most("group_size", self.group_size, MAX_BATCH_SEQUENCES)?;
+        at_most("micro_batch", self.micro_batch, MAX_BATCH_SEQUENCES)?;
+        let seqs = self.prompts_per_batch.saturating_mul(self.group_size);
+        at_most("prompts_per_batch x group_size", seqs, MAX_BATCH_SEQUENCES)
+    }
+
     /// Checks every field's domain; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_sizes()?;
         self.params()?;
         let pos = |name: &str, v: usize| {
             if v == 0 {

@@ -151,6 +151,7 @@ pub fn mix(a: u64, b: u64) -> u64 {
 
 /// Training and evaluation tasks named by a configuration.
 pub fn load_tasks(cfg: &TrainConfig) -> Result<(Vec<Task>, Vec<Task>)> {
+    cfg.check_sizes()?;
     let pa = |path: &Path, kind: TaskKind| -> Result<Vec<Task>> {
         Ok(match kind {
             TaskKind::Countdown => dataset::load_countdown(path)?
