@@ -19,9 +19,8 @@
 #      cost.tsv (wall/user/sys seconds of every process) and, last, eval.json
 #      (per-instance correctness); the cell is finished when eval.json exists.
 #   4. delete the run's intermediate checkpoints (the final one stays).
-# The code is that of experiments/countdown-v2/code_commit, built as in the
-# first experiment (here if this checkout's crates/ are that commit's, else in
-# a git worktree under target/experiment-code/).
+# The code is that of experiments/countdown-v2/code_commit, always built in a
+# git worktree of that commit under target/experiment-code/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 exp=experiments/countdown-v2
@@ -60,24 +59,19 @@ if [ -f "$res/eval.json" ]; then
 fi
 
 code=$(cat $exp/code_commit)
-code_tree() { git rev-parse "$1:crates" "$1:Cargo.toml" "$1:Cargo.lock" 2>/dev/null; }
 if ! git cat-file -e "$code^{commit}" 2>/dev/null; then
   echo "run.sh: commit $code ($exp/code_commit) is not in this repository; clone it with its history" >&2
   exit 2
 fi
-if [ "$(code_tree "$code")" = "$(git rev-parse HEAD:crates HEAD:Cargo.toml HEAD:Cargo.lock)" ] \
-   && git diff --quiet HEAD -- crates Cargo.toml Cargo.lock; then
-  cargo build --release -q -p rhythm-cli
-  rhythm=target/release/rhythm
-else
-  src=target/experiment-code/$code
-  if [ ! -d "$src" ]; then
-    echo "run.sh: building the experiment's code, commit $code, in $src"
-    git worktree add --detach "$src" "$code" >/dev/null
-  fi
-  (cd "$src" && cargo build --release -q -p rhythm-cli)
-  rhythm=$src/target/release/rhythm
+# Always a separate checkout of the pinned commit, so that edits in this
+# checkout can never reach a cell's binary.
+src=target/experiment-code/$code
+if [ ! -d "$src" ]; then
+  echo "run.sh: building the experiment's code, commit $code, in $src"
+  git worktree add --detach "$src" "$code" >/dev/null
 fi
+(cd "$src" && cargo build --release -q -p rhythm-cli)
+rhythm=$src/target/release/rhythm
 
 mkdir -p "$res"
 # Appends "PHASE wall user sys" of one process to the cell's cost log.
