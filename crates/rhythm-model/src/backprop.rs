@@ -449,6 +449,16 @@ struct LayerAct {
     act: Vec<f32>,
 }
 
+/// One layer's attention probabilities in [`Model::run_forward`]: for
+/// sequence `s` and head `h`, the causal `n x n` block (`n = lens[s]`, row
+/// `t` holds columns `0..=t`, zeros beyond) starts at `poff[s] + h * n * n`.
+pub(crate) struct AttentionProbs<'a> {
+    pub(crate) layer: usize,
+    pub(crate) p: &'a [f32],
+    pub(crate) lens: &'a [usize],
+    pub(crate) poff: &'a [usize],
+}
+
 /// What [`Model::train_forward`] keeps for [`Model::train_backward`].
 #[derive(Debug)]
 pub struct Tape {
@@ -465,7 +475,8 @@ pub struct Tape {
     xf: Vec<f32>,
     rf: Vec<f32>,
     hf: Vec<f32>,
-    logits: Vec<f32>,
+    /// `[N, vocab]` logits of the packed batch.
+    pub(crate) logits: Vec<f32>,
 }
 
 /// Shapes used throughout.
@@ -502,17 +513,24 @@ impl Model {
     /// Next-token log-probabilities of each sequence (no tape): entry `t`
     /// of row `i` is `ln p(seqs[i][t + 1] | seqs[i][..=t])`.
     pub fn fast_logprobs(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        Ok(self.run_forward(seqs, false)?.logprobs)
+        Ok(self.run_forward(seqs, false, &mut |_| Ok(()))?.logprobs)
     }
 
     /// The training forward over `seqs` (each at positions `0..len`,
     /// causal, at least 2 tokens): returns the [`Tape`] holding the
     /// log-probabilities and the activations for [`Model::train_backward`].
     pub fn train_forward(&self, seqs: &[&[u32]]) -> Result<Tape> {
-        self.run_forward(seqs, true)
+        self.run_forward(seqs, true, &mut |_| Ok(()))
     }
 
-    fn run_forward(&self, seqs: &[&[u32]], keep: bool) -> Result<Tape> {
+    /// The forward pass; `on_attention` sees every layer's attention
+    /// probabilities as they are computed (the batched probe's hook).
+    pub(crate) fn run_forward(
+        &self,
+        seqs: &[&[u32]],
+        keep: bool,
+        on_attention: &mut dyn FnMut(AttentionProbs<'_>) -> Result<()>,
+    ) -> Result<Tape> {
         if !self.supports_fast_train() {
             return Err(ModelError::arg(
                 "device",
@@ -560,7 +578,7 @@ impl Model {
             row.copy_from_slice(&emb[id as usize * hd..(id as usize + 1) * hd]);
         }
         let mut acts = Vec::with_capacity(idx.layers.len());
-        for li in &idx.layers {
+        for (layer_no, li) in idx.layers.iter().enumerate() {
             let w = |i: usize| weights[i].as_slice();
             let mut a = LayerAct {
                 r1: vec![0f32; n],
@@ -589,6 +607,12 @@ impl Model {
             let mut p = vec![0f32; pt];
             let mut o = vec![0f32; n * qw];
             attention_fwd(&g, &q, &k, &v, &mut p, &mut o, &starts, &lens, &poff);
+            on_attention(AttentionProbs {
+                layer: layer_no,
+                p: &p,
+                lens: &lens,
+                poff: &poff,
+            })?;
             let mut xm = vec![0f32; n * hd];
             linear_fwd(&o, w(li.wo), li.bo.map(w), &mut xm, n, qw, hd);
             for (m, &xv) in xm.iter_mut().zip(&x) {

@@ -3,16 +3,31 @@
 //! summaries, the response's entropy and log-probabilities (and, when
 //! asked, binned maps and logits) out, and from them the [`Rhythm`].
 //!
-//! `rhythm analyze`, `stats`, `perturb`, `probe --stream` and the GRPO
-//! trainer all go through [`Model::probe_response`]; nothing else builds
-//! summary sinks by hand.
+//! `rhythm analyze`, `stats`, `perturb` and `probe --stream` go through
+//! [`Model::probe_response`]; the GRPO trainer probes its whole rollout
+//! batch at once with [`Model::probe_responses`], which on the CPU runs the
+//! hand-written packed forward of [`crate::backprop`] over many sequences
+//! (one GEMM per projection for the batch, the summaries fed from its
+//! attention probabilities) and elsewhere falls back to one
+//! [`Model::probe_response`] per sequence. Nothing else builds summary
+//! sinks by hand.
 
 use candle_core::Tensor;
 use rhythm_core::{CoreError, HeadGroups, HeadSummary, Params, Rhythm};
 
+use rayon::prelude::*;
+
+use crate::backprop::AttentionProbs;
 use crate::error::{ModelError, Result};
+use crate::kernels;
 use crate::model::Model;
 use crate::probe::ProbeTuning;
+
+/// Attention probabilities one packed forward of [`Model::probe_responses`]
+/// may hold per layer (`sum of heads x len^2` over its sequences, f32): 256
+/// MiB. A batch is cut into passes under this; a sequence alone above it is
+/// probed by [`Model::probe_response`] (blockwise, never an `N x N` map).
+pub const PROBE_BATCH_FLOATS: usize = 1 << 26;
 
 /// What to take from a probe pass besides the summaries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,5 +134,196 @@ impl Model {
             logprobs: stats.logprobs,
             logits,
         })
+    }
+
+    /// [`Model::probe_response`] for many responses (`(ids, response_start)`
+    /// each) with the same layers and settings, returned in order. On the
+    /// CPU the responses go through the packed hand-written forward in
+    /// passes of at most [`PROBE_BATCH_FLOATS`] attention probabilities;
+    /// the results equal [`Model::probe_response`]'s up to float rounding
+    /// (the summation order of the GEMMs differs) and its log-probabilities
+    /// are those the hand-written training forward computes, so the PPO ratio
+    /// of an unchanged policy is exactly 1. Errors name the response.
+    pub fn probe_responses(
+        &self,
+        items: &[(&[u32], usize)],
+        layers: &[usize],
+        params: &Params,
+    ) -> Result<Vec<ProbedResponse>> {
+        self.probe_responses_within(items, layers, params, PROBE_BATCH_FLOATS)
+    }
+
+    /// [`Model::probe_responses`] with passes of at most `budget` attention
+    /// probabilities (tests use a small one to force several passes and the
+    /// per-sequence fallback).
+    #[doc(hidden)]
+    pub fn probe_responses_within(
+        &self,
+        items: &[(&[u32], usize)],
+        layers: &[usize],
+        params: &Params,
+        budget: usize,
+    ) -> Result<Vec<ProbedResponse>> {
+        for (i, &(ids, p)) in items.iter().enumerate() {
+            if p == 0 || p >= ids.len() {
+                return Err(ModelError::arg(
+                    "response_start",
+                    format!(
+                        "response {i}: expected 1 <= response_start < {} (the sequence length), found {p}",
+                        ids.len()
+                    ),
+                ));
+            }
+        }
+        let mut sorted = layers.to_vec();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ModelError::arg(
+                "layers",
+                format!("layer listed twice in {layers:?}"),
+            ));
+        }
+        if let Some(&bad) = layers.iter().find(|&&l| l >= self.num_layers()) {
+            return Err(ModelError::arg(
+                "layers",
+                format!(
+                    "layer {bad} does not exist (expected < {})",
+                    self.num_layers()
+                ),
+            ));
+        }
+        let heads = self.num_heads();
+        let cost = |ids: &[u32]| heads.saturating_mul(ids.len()).saturating_mul(ids.len());
+        let mut out: Vec<Option<ProbedResponse>> = vec![None; items.len()];
+        let mut pass: Vec<usize> = Vec::new();
+        let mut held = 0usize;
+        let flush = |pass: &mut Vec<usize>, out: &mut Vec<Option<ProbedResponse>>| -> Result<()> {
+            if pass.is_empty() {
+                return Ok(());
+            }
+            let batch: Vec<(&[u32], usize)> = pass.iter().map(|&i| items[i]).collect();
+            let probed = self
+                .probe_packed(&batch, layers, params)
+                .map_err(|e| match e {
+                    ModelError::NonFinite { what } => ModelError::NonFinite {
+                        what: format!("responses {pass:?}: {what}"),
+                    },
+                    other => other,
+                })?;
+            for (i, r) in pass.drain(..).zip(probed) {
+                out[i] = Some(r);
+            }
+            Ok(())
+        };
+        for (i, &(ids, p)) in items.iter().enumerate() {
+            let c = cost(ids);
+            if !self.supports_fast_train() || c > budget {
+                out[i] =
+                    Some(self.probe_response(ids, p, layers, params, ProbeExtras::default())?);
+                continue;
+            }
+            if held + c > budget {
+                flush(&mut pass, &mut out)?;
+                held = 0;
+            }
+            pass.push(i);
+            held += c;
+        }
+        flush(&mut pass, &mut out)?;
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every response probed"))
+            .collect())
+    }
+
+    /// One packed forward over `items` (CPU): summaries from the attention
+    /// probabilities of `layers`, entropy and log-probabilities from the
+    /// logits.
+    fn probe_packed(
+        &self,
+        items: &[(&[u32], usize)],
+        layers: &[usize],
+        params: &Params,
+    ) -> Result<Vec<ProbedResponse>> {
+        let heads = self.num_heads();
+        // sinks[item][slot * heads + head], slot = position of the layer in `layers`.
+        let mut sinks: Vec<Vec<HeadSummary>> = items
+            .iter()
+            .map(|&(ids, p)| {
+                let cfg = params.summary_config(p, ids.len());
+                layers
+                    .iter()
+                    .flat_map(|&l| (0..heads).map(move |h| HeadSummary::new(l, h, &cfg)))
+                    .collect()
+            })
+            .collect();
+        let seqs: Vec<&[u32]> = items.iter().map(|&(ids, _)| ids).collect();
+        let tape = self.run_forward(&seqs, false, &mut |a: AttentionProbs<'_>| {
+            let Some(slot) = layers.iter().position(|&l| l == a.layer) else {
+                return Ok(());
+            };
+            if let Some(k) = a.p.iter().position(|x| !x.is_finite()) {
+                return Err(ModelError::NonFinite {
+                    what: format!(
+                        "layer {}: non-finite attention weight ({}) at offset {k} of the packed batch; \
+                         the model's weights or activations are not finite",
+                        a.layer, a.p[k]
+                    ),
+                });
+            }
+            sinks.par_iter_mut().enumerate().for_each(|(s, sink)| {
+                let n = a.lens[s];
+                let p0 = items[s].1;
+                for h in 0..heads {
+                    let block = &a.p[a.poff[s] + h * n * n..a.poff[s] + (h + 1) * n * n];
+                    let summary = &mut sink[slot * heads + h];
+                    for t in p0..n {
+                        summary.push_row(t, &block[t * n..t * n + t + 1]);
+                    }
+                }
+            });
+            Ok(())
+        })?;
+        let vocab = self.vocab_size();
+        let mut start = 0usize;
+        let mut out = Vec::with_capacity(items.len());
+        for (s, ((ids, p), summaries)) in items.iter().copied().zip(sinks).enumerate() {
+            let n = ids.len();
+            let pairs: Vec<(f64, f64)> = (p..n)
+                .into_par_iter()
+                .map(|t| {
+                    let row = &tape.logits[(start + t - 1) * vocab..(start + t) * vocab];
+                    kernels::entropy_and_logprob(row, ids[t] as usize)
+                })
+                .collect();
+            if let Some((i, (h, lp))) = pairs
+                .iter()
+                .enumerate()
+                .find(|(_, (h, lp))| !(h.is_finite() && lp.is_finite()))
+            {
+                return Err(ModelError::NonFinite {
+                    what: format!(
+                        "non-finite logits predicting position {} (entropy {h}, log-prob {lp}); \
+                         the model's weights or activations are not finite",
+                        p + i
+                    ),
+                });
+            }
+            // The training forward's own log-probabilities (f32), so that
+            // the update sees a ratio of exactly 1 before its first step.
+            let logprobs = tape.logprobs[s][p - 1..]
+                .iter()
+                .map(|&x| f64::from(x))
+                .collect();
+            out.push(ProbedResponse {
+                response_start: p,
+                summaries,
+                entropy: pairs.into_iter().map(|(h, _)| h).collect(),
+                logprobs,
+                logits: None,
+            });
+            start += n;
+        }
+        Ok(out)
     }
 }

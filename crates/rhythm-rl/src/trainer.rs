@@ -42,7 +42,7 @@ use rhythm_core::{
     gamma, group_advantages, shaped_advantages, CreditInputs, HeadGroups, HeadSummary, Params,
     Rhythm, SpanPool,
 };
-use rhythm_model::{Gradients, LoadOptions, Model, Pretrained, ProbeExtras, SamplingParams};
+use rhythm_model::{Gradients, LoadOptions, Model, Pretrained, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, TrainerState};
@@ -593,21 +593,26 @@ impl Trainer {
             Vec::new()
         };
         let model = self.policy.model.detached().into_owned();
-        let mut summaries: Vec<Vec<HeadSummary>> = Vec::with_capacity(rolls.len());
-        for r in rolls.iter_mut() {
-            let n = r.response.len();
-            if n == 0 {
-                summaries.push(Vec::new());
-                continue;
-            }
-            let p = r.prompt.len();
-            let mut ids = r.prompt.clone();
-            ids.extend_from_slice(&r.response);
-            let probed =
-                model.probe_response(&ids, p, &layers, &self.params, ProbeExtras::default())?;
-            r.logp_old = probed.logprobs;
-            r.entropy = probed.entropy;
-            summaries.push(probed.summaries);
+        // One batched probe pass over every non-empty response.
+        let seqs: Vec<Vec<u32>> = rolls
+            .iter()
+            .map(|r| [r.prompt.as_slice(), r.response.as_slice()].concat())
+            .collect();
+        let live: Vec<usize> = (0..rolls.len())
+            .filter(|&i| !rolls[i].response.is_empty())
+            .collect();
+        let items: Vec<(&[u32], usize)> = live
+            .iter()
+            .map(|&i| (seqs[i].as_slice(), rolls[i].prompt.len()))
+            .collect();
+        let mut summaries: Vec<Vec<HeadSummary>> = vec![Vec::new(); rolls.len()];
+        for (i, probed) in live
+            .iter()
+            .zip(model.probe_responses(&items, &layers, &self.params)?)
+        {
+            rolls[*i].logp_old = probed.logprobs;
+            rolls[*i].entropy = probed.entropy;
+            summaries[*i] = probed.summaries;
         }
         let t0 = Instant::now();
         // Static / refreshed head groups.
