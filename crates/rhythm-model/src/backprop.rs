@@ -34,6 +34,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
+use crate::kernels;
 use crate::model::Model;
 
 /// A raw pointer that parallel tasks may share: every task writes a
@@ -940,21 +941,11 @@ fn attention_fwd(
                 false,
             );
             let rows = std::slice::from_raw_parts_mut(pb, n * n);
+            let mut scores = vec![0f32; n];
             for (i, row) in rows.chunks_exact_mut(n).enumerate() {
                 let (live, dead) = row.split_at_mut(i + 1);
-                let mut m = f32::NEG_INFINITY;
-                for z in live.iter_mut() {
-                    *z *= scale;
-                    m = m.max(*z);
-                }
-                let mut sum = 0f32;
-                for z in live.iter_mut() {
-                    *z = (*z - m).exp();
-                    sum += *z;
-                }
-                for z in live.iter_mut() {
-                    *z /= sum;
-                }
+                scores[..=i].copy_from_slice(live);
+                kernels::softmax_scaled(&scores[..=i], live, scale);
                 dead.fill(0.0);
             }
             gemm_raw(

@@ -16,7 +16,25 @@ use rayon::prelude::*;
 use crate::backprop::{linear_fwd, mm_nt, rms_fwd, rope_inplace, silu, Geo, Index};
 use crate::error::Result;
 use crate::generate::{log_prob, pick, row_streams, FinishReason, Generation, SamplingParams};
+use crate::kernels;
 use crate::model::Model;
+
+/// `a . b` with eight independent partial sums, so that the compiler can
+/// keep them in one vector register (a plain iterator sum is a serial chain
+/// of float adds, which it may not reorder).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (a8, ar) = a.split_at(a.len() / 8 * 8);
+    let (b8, br) = b.split_at(a8.len());
+    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
 
 /// Flat weights and per-row caches of one batched decode.
 struct Decoder {
@@ -125,26 +143,18 @@ impl Decoder {
                 .for_each(|(i, (orow, qrow))| {
                     let (row, len) = (trow[i], tpos[i] as usize + 1);
                     let mut s = vec![0f32; len];
+                    let mut pr = vec![0f32; len];
                     for hh in 0..g.heads {
                         let kh = hh / grp;
                         let base = (row * g.kvh + kh) * cap * d;
                         let qh = &qrow[hh * d..hh * d + d];
-                        let mut m = f32::NEG_INFINITY;
                         for (j, sj) in s.iter_mut().enumerate() {
-                            let kj = &kc[base + j * d..base + j * d + d];
-                            let dot: f32 = qh.iter().zip(kj).map(|(a, b)| a * b).sum();
-                            *sj = dot * scale;
-                            m = m.max(*sj);
+                            *sj = dot(qh, &kc[base + j * d..base + j * d + d]);
                         }
-                        let mut sum = 0f32;
-                        for sj in s.iter_mut() {
-                            *sj = (*sj - m).exp();
-                            sum += *sj;
-                        }
+                        kernels::softmax_scaled(&s, &mut pr, scale);
                         let oh = &mut orow[hh * d..hh * d + d];
                         oh.fill(0.0);
-                        for (j, &pj) in s.iter().enumerate() {
-                            let pj = pj / sum;
+                        for (j, &pj) in pr.iter().enumerate() {
                             let vj = &vc[base + j * d..base + j * d + d];
                             for (ov, &vv) in oh.iter_mut().zip(vj) {
                                 *ov += pj * vv;
