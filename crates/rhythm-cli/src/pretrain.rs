@@ -1,13 +1,14 @@
 //! `rhythm pretrain`: train the small Countdown reasoning model from
-//! scratch (see `rhythm_rl::pretrain`). Defaults are
-//! [`PretrainConfig::default`]'s, the settings of `models/countdown-tiny`.
+//! scratch (see the `rhythm_pretrain` crate). Defaults are
+//! [`PretrainConfig::default`]'s, the settings of `models/countdown-tiny`
+//! (for the optimizer: the toolkit's `OptimSettings::pretrain` preset).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
 use rhythm_model::{DType, DeviceSettings};
-use rhythm_rl::pretrain::{self, Event, Paths, PretrainConfig};
+use rhythm_pretrain::{self as pretrain, Event, Paths, PretrainConfig};
 
 /// Flags of `rhythm pretrain`.
 #[derive(Args, Debug)]
@@ -103,16 +104,17 @@ impl PretrainArgs {
     pub fn config(&self) -> PretrainConfig {
         let mut c = PretrainConfig::default();
         macro_rules! set {
-            ($($flag:ident => $field:ident),*) => {
-                $(if let Some(v) = self.$flag { c.$field = v; })*
+            ($($flag:ident => $($field:ident).+),*) => {
+                $(if let Some(v) = self.$flag { c.$($field).+ = v; })*
             };
         }
         set!(seed => seed, data_seed => data_seed, train_size => train_size,
              test_size => test_size, max_dead_ends => max_dead_ends,
              hidden_size => hidden_size, intermediate_size => intermediate_size,
              layers => num_layers, heads => num_heads, kv_heads => num_kv_heads,
-             max_len => max_len, steps => steps, batch_size => batch_size, lr => lr,
-             warmup => warmup_steps, weight_decay => weight_decay, grad_clip => grad_clip,
+             max_len => max_len, steps => steps, batch_size => batch_size,
+             lr => optim.lr, warmup => optim.warmup, weight_decay => optim.weight_decay,
+             grad_clip => optim.max_grad_norm,
              eval_every => eval_every, eval_size => eval_size,
              checkpoint_every => checkpoint_every);
         c

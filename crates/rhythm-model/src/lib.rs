@@ -9,7 +9,7 @@
 //! for Llama), so they share one decoder ([`Model`]) with per-family
 //! switches read from [`Config`], which deserializes `config.json` as
 //! transformers writes it. Weight names mirror the checkpoint
-//! ([`model::weight_specs`]) and are validated (presence, shape, dtype)
+//! ([`layout::weight_specs`]) and are validated (presence, shape, dtype)
 //! before any data is read, so that a bad checkpoint yields a one-line
 //! [`ModelError`] naming the file and the weight.
 //!
@@ -51,6 +51,7 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod kernels;
+pub mod layout;
 pub mod model;
 pub mod ops;
 pub mod pretrained;
@@ -65,7 +66,8 @@ pub use config::{Config, Family, GenerationDefaults, RopeScaling, TokenIds};
 pub use device::{DeviceSettings, DeviceSpec};
 pub use error::{ModelError, Result};
 pub use generate::{FinishReason, Generation, SamplingParams};
-pub use model::{weight_specs, KvCache, Model, WeightKind, WeightSpec};
+pub use layout::{weight_specs, WeightKind, WeightSpec};
+pub use model::{KvCache, Model};
 pub use ops::Kernels;
 pub use pretrained::{load_tokenizer, save_pretrained, LoadOptions, Pretrained};
 pub use probe::{CapturedProbe, MapSink, ProbeTuning, RowSink, StreamedProbe, TokenStats};

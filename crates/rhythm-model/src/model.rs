@@ -10,121 +10,11 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::Config;
 use crate::error::{ModelError, Result};
+use crate::layout::{LayerNames, ProjNames, EMBED_TOKENS, FINAL_NORM, LM_HEAD};
 use crate::ops::{self, Kernels, MASKED};
 use crate::rope::Rope;
 
-/// What a weight is, which decides its random initialisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightKind {
-    /// The token embedding `[vocab, hidden]`.
-    Embedding,
-    /// A projection matrix `[out, in]`.
-    Matrix,
-    /// A projection bias `[out]`.
-    Bias,
-    /// An RMSNorm gain.
-    Norm,
-}
-
-/// Name, shape and kind of one checkpoint tensor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WeightSpec {
-    /// The name used in HF checkpoints, e.g. `model.layers.0.self_attn.q_proj.weight`.
-    pub name: String,
-    /// The shape implied by the configuration.
-    pub shape: Vec<usize>,
-    /// The kind of tensor.
-    pub kind: WeightKind,
-}
-
-/// Every tensor a checkpoint for `cfg` must provide, in a stable order.
-pub fn weight_specs(cfg: &Config) -> Vec<WeightSpec> {
-    let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
-    let (nq, nkv, d) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
-    let mut out = Vec::new();
-    let mut push =
-        |name: String, shape: Vec<usize>, kind| out.push(WeightSpec { name, shape, kind });
-    push(
-        "model.embed_tokens.weight".into(),
-        vec![v, h],
-        WeightKind::Embedding,
-    );
-    for l in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{l}");
-        push(
-            format!("{p}.input_layernorm.weight"),
-            vec![h],
-            WeightKind::Norm,
-        );
-        for (proj, out_dim, bias) in [
-            ("q_proj", nq * d, cfg.qkv_bias()),
-            ("k_proj", nkv * d, cfg.qkv_bias()),
-            ("v_proj", nkv * d, cfg.qkv_bias()),
-        ] {
-            push(
-                format!("{p}.self_attn.{proj}.weight"),
-                vec![out_dim, h],
-                WeightKind::Matrix,
-            );
-            if bias {
-                push(
-                    format!("{p}.self_attn.{proj}.bias"),
-                    vec![out_dim],
-                    WeightKind::Bias,
-                );
-            }
-        }
-        push(
-            format!("{p}.self_attn.o_proj.weight"),
-            vec![h, nq * d],
-            WeightKind::Matrix,
-        );
-        if cfg.o_bias() {
-            push(
-                format!("{p}.self_attn.o_proj.bias"),
-                vec![h],
-                WeightKind::Bias,
-            );
-        }
-        if cfg.qk_norm() {
-            push(
-                format!("{p}.self_attn.q_norm.weight"),
-                vec![d],
-                WeightKind::Norm,
-            );
-            push(
-                format!("{p}.self_attn.k_norm.weight"),
-                vec![d],
-                WeightKind::Norm,
-            );
-        }
-        push(
-            format!("{p}.post_attention_layernorm.weight"),
-            vec![h],
-            WeightKind::Norm,
-        );
-        for (proj, shape) in [
-            ("gate_proj", vec![i, h]),
-            ("up_proj", vec![i, h]),
-            ("down_proj", vec![h, i]),
-        ] {
-            let out_dim = shape[0];
-            push(format!("{p}.mlp.{proj}.weight"), shape, WeightKind::Matrix);
-            if cfg.mlp_bias() {
-                push(
-                    format!("{p}.mlp.{proj}.bias"),
-                    vec![out_dim],
-                    WeightKind::Bias,
-                );
-            }
-        }
-    }
-    push("model.norm.weight".into(), vec![h], WeightKind::Norm);
-    if !cfg.tied_embeddings() {
-        push("lm_head.weight".into(), vec![v, h], WeightKind::Matrix);
-    }
-    out
-}
+pub use crate::layout::{weight_specs, WeightKind, WeightSpec};
 
 /// A linear map `y = x W^T + b` with `W: [out, in]`.
 #[derive(Debug, Clone)]
@@ -319,53 +209,49 @@ impl Model {
                 name: name.to_string(),
             })
         };
-        let mut linear = |p: &str, bias: bool| -> Result<Linear> {
+        let mut linear = |p: &ProjNames, bias: bool| -> Result<Linear> {
             Ok(Linear {
-                weight: take(&format!("{p}.weight"))?,
-                bias: if bias {
-                    Some(take(&format!("{p}.bias"))?)
-                } else {
-                    None
-                },
+                weight: take(&p.weight)?,
+                bias: if bias { Some(take(&p.bias)?) } else { None },
             })
         };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{l}");
+            let n = LayerNames::of(l);
             let self_attn = Attention {
-                q_proj: linear(&format!("{p}.self_attn.q_proj"), cfg.qkv_bias())?,
-                k_proj: linear(&format!("{p}.self_attn.k_proj"), cfg.qkv_bias())?,
-                v_proj: linear(&format!("{p}.self_attn.v_proj"), cfg.qkv_bias())?,
-                o_proj: linear(&format!("{p}.self_attn.o_proj"), cfg.o_bias())?,
+                q_proj: linear(&n.q_proj, cfg.qkv_bias())?,
+                k_proj: linear(&n.k_proj, cfg.qkv_bias())?,
+                v_proj: linear(&n.v_proj, cfg.qkv_bias())?,
+                o_proj: linear(&n.o_proj, cfg.o_bias())?,
                 q_norm: None,
                 k_norm: None,
             };
             let mlp = Mlp {
-                gate_proj: linear(&format!("{p}.mlp.gate_proj"), cfg.mlp_bias())?,
-                up_proj: linear(&format!("{p}.mlp.up_proj"), cfg.mlp_bias())?,
-                down_proj: linear(&format!("{p}.mlp.down_proj"), cfg.mlp_bias())?,
+                gate_proj: linear(&n.gate_proj, cfg.mlp_bias())?,
+                up_proj: linear(&n.up_proj, cfg.mlp_bias())?,
+                down_proj: linear(&n.down_proj, cfg.mlp_bias())?,
             };
-            layers.push((p, self_attn, mlp));
+            layers.push((n, self_attn, mlp));
         }
         let mut built = Vec::with_capacity(layers.len());
-        for (p, mut self_attn, mlp) in layers {
+        for (n, mut self_attn, mlp) in layers {
             if cfg.qk_norm() {
-                self_attn.q_norm = Some(take(&format!("{p}.self_attn.q_norm.weight"))?);
-                self_attn.k_norm = Some(take(&format!("{p}.self_attn.k_norm.weight"))?);
+                self_attn.q_norm = Some(take(&n.q_norm)?);
+                self_attn.k_norm = Some(take(&n.k_norm)?);
             }
             built.push(DecoderLayer {
-                input_layernorm: take(&format!("{p}.input_layernorm.weight"))?,
+                input_layernorm: take(&n.input_norm)?,
                 self_attn,
-                post_attention_layernorm: take(&format!("{p}.post_attention_layernorm.weight"))?,
+                post_attention_layernorm: take(&n.post_norm)?,
                 mlp,
             });
         }
-        let embed_tokens = take("model.embed_tokens.weight")?;
-        let norm = take("model.norm.weight")?;
+        let embed_tokens = take(EMBED_TOKENS)?;
+        let norm = take(FINAL_NORM)?;
         let lm_head = if cfg.tied_embeddings() {
             embed_tokens.clone()
         } else {
-            take("lm_head.weight")?
+            take(LM_HEAD)?
         };
         Ok(Model {
             cfg: cfg.clone(),
@@ -620,20 +506,11 @@ impl Model {
         let mask = match &mask_rows {
             None => ops::causal_mask(t, 0, &self.device)?.clamp(MASKED, 0f32)?,
             Some(m) => {
-                let mut v = vec![0f32; b * t * t];
-                for (bi, row) in m.iter().enumerate() {
-                    for i in 0..t {
-                        for j in 0..t {
-                            // A padded query attends to itself only, so no
-                            // row is fully masked (its output is unused).
-                            let pad_key = row[j] < 0.5 && !(row[i] < 0.5 && j == i);
-                            if j > i || pad_key {
-                                v[(bi * t + i) * t + j] = MASKED;
-                            }
-                        }
-                    }
-                }
-                Tensor::from_vec(v, (b, 1, t, t), &self.device)?
+                let valid: Vec<Vec<bool>> = m
+                    .iter()
+                    .map(|row| row.iter().map(|&v| v >= 0.5).collect())
+                    .collect();
+                padded_causal_mask(&valid, t, 0, t, &self.device)?
             }
         };
         // 3. Embed.
@@ -865,22 +742,7 @@ impl Model {
         let half = m.dims.head_dim / 2;
         let (cos, sin) = (cos.reshape((b, t, half))?, sin.reshape((b, t, half))?);
         // 2. Additive mask [B, 1, t, total]: causal and padded keys.
-        let mut mask = vec![0f32; b * t * total];
-        for (r, valid) in key_valid.iter().enumerate() {
-            for i in 0..t {
-                let q = offset + i;
-                for (j, v) in mask[(r * t + i) * total..(r * t + i + 1) * total]
-                    .iter_mut()
-                    .enumerate()
-                {
-                    let pad_key = !valid[j] && j != q;
-                    if j > q || pad_key {
-                        *v = MASKED;
-                    }
-                }
-            }
-        }
-        let mask = Tensor::from_vec(mask, (b, 1, t, total), &m.device)?;
+        let mask = padded_causal_mask(key_valid, t, offset, total, &m.device)?;
         // 3. Decoder layers, extending the cache.
         for (l, layer) in m.layers.iter().enumerate() {
             x = m.layer_forward(layer, &x, &cos, &sin, Some(&mask), k, Some((cache, l)))?;
@@ -952,5 +814,72 @@ impl Model {
         let last = x.narrow(1, t - 1, 1)?.reshape((1, self.cfg.hidden_size))?;
         let h = ops::rms_norm(&last, &self.norm, self.cfg.rms_norm_eps, k)?;
         Ok(self.lm_logits(&h)?.reshape(self.cfg.vocab_size)?)
+    }
+}
+
+/// The additive attention mask `[B, 1, t, total]` of `t` queries at
+/// positions `offset..offset + t` over the keys `0..total` of each row:
+/// `MASKED` (finite, never -inf) on future keys and on padded keys
+/// (`key_valid[row][j]` false), 0 elsewhere. A padded query attends to
+/// itself only, so no row is fully masked (its output is unused).
+fn padded_causal_mask(
+    key_valid: &[Vec<bool>],
+    t: usize,
+    offset: usize,
+    total: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let b = key_valid.len();
+    let mut mask = vec![0f32; b * t * total];
+    for (r, valid) in key_valid.iter().enumerate() {
+        for i in 0..t {
+            let q = offset + i;
+            for (j, v) in mask[(r * t + i) * total..(r * t + i + 1) * total]
+                .iter_mut()
+                .enumerate()
+            {
+                if j > q || (!valid[j] && j != q) {
+                    *v = MASKED;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(mask, (b, 1, t, total), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// By hand: future keys and padded keys are masked, a padded query
+    /// keeps itself, and the queries may start after cached columns.
+    #[test]
+    fn padded_causal_mask_by_hand() {
+        let m = |valid: Vec<Vec<bool>>, t, offset, total| {
+            padded_causal_mask(&valid, t, offset, total, &Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .into_iter()
+                .map(|v| u8::from(v == 0.0))
+                .collect::<Vec<_>>()
+        };
+        // Left padding, 3 keys, 3 queries from position 0: 1 = attended.
+        assert_eq!(
+            m(vec![vec![false, true, true]], 3, 0, 3),
+            [1, 0, 0, 0, 1, 0, 0, 1, 1]
+        );
+        // Two queries after one cached column; a padded key in row 1.
+        assert_eq!(
+            m(
+                vec![vec![true, true, true], vec![true, false, true]],
+                2,
+                1,
+                3
+            ),
+            [1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 0, 1]
+        );
     }
 }

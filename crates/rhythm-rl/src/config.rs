@@ -38,17 +38,8 @@ pub enum LossAgg {
     TokenMean,
 }
 
-/// Learning-rate schedule after the linear warmup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Schedule {
-    /// Constant at `lr`.
-    Constant,
-    /// Linear decay to 0 at `steps`.
-    Linear,
-    /// Cosine decay to 0 at `steps`.
-    Cosine,
-}
+// ---- optimizer and schedule: declared once in the training toolkit ----
+pub use rhythm_train::{OptimSettings, Schedule};
 
 /// Prompt style of Countdown instances (see [`PromptStyle`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -174,30 +165,14 @@ pub struct TrainConfig {
     pub kl_coef: f64,
 
     // ---- optimizer ----
-    /// Peak learning rate (AdamW). Default 1e-5.
-    #[arg(long, default_value_t = 1e-5)]
-    pub lr: f64,
-    /// Linear warmup steps (rollout steps). Default 0.
-    #[arg(long, default_value_t = 0)]
-    pub warmup: usize,
-    /// Schedule after warmup: constant, linear, cosine. Default `constant`.
-    #[arg(long, value_enum, default_value_t = Schedule::Constant)]
-    pub schedule: Schedule,
-    /// AdamW beta1. Default 0.9.
-    #[arg(long, default_value_t = 0.9)]
-    pub beta1: f64,
-    /// AdamW beta2. Default 0.999.
-    #[arg(long, default_value_t = 0.999)]
-    pub beta2: f64,
-    /// AdamW epsilon. Default 1e-8.
-    #[arg(long, default_value_t = 1e-8)]
-    pub adam_eps: f64,
-    /// AdamW decoupled weight decay. Default 0.
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Clip gradients to this global L2 norm (0: off). Default 1.0.
-    #[arg(long, default_value_t = 1.0)]
-    pub max_grad_norm: f64,
+    /// AdamW and the learning-rate schedule (declared once in
+    /// [`OptimSettings`], the training toolkit's; flat keys `lr`, `warmup`
+    /// (in rollout steps), `schedule`, `min_lr_ratio`, `beta1`, `beta2`,
+    /// `adam_eps`, `weight_decay`, `max_grad_norm`). Defaults: GRPO's,
+    /// [`OptimSettings::default`].
+    #[serde(flatten)]
+    #[command(flatten)]
+    pub optim: OptimSettings,
 
     // ---- sampling and schedule ----
     /// Rollout steps. Default 100.
@@ -260,14 +235,7 @@ impl Default for TrainConfig {
             eps_high: 0.2,
             loss_agg: LossAgg::SeqMeanTokenMean,
             kl_coef: 0.0,
-            lr: 1e-5,
-            warmup: 0,
-            schedule: Schedule::Constant,
-            beta1: 0.9,
-            beta2: 0.999,
-            adam_eps: 1e-8,
-            weight_decay: 0.0,
-            max_grad_norm: 1.0,
+            optim: OptimSettings::default(),
             steps: 100,
             max_new_tokens: 320,
             temperature: 1.0,
@@ -465,21 +433,11 @@ impl TrainConfig {
                 )))
             }
         };
-        nonneg("lr", self.lr)?;
+        self.optim.validate().map_err(ConfigError::Invalid)?;
         nonneg("eps_low", self.eps_low)?;
         nonneg("eps_high", self.eps_high)?;
         nonneg("kl_coef", self.kl_coef)?;
-        nonneg("weight_decay", self.weight_decay)?;
-        nonneg("max_grad_norm", self.max_grad_norm)?;
         nonneg("temperature", self.temperature)?;
-        nonneg("adam_eps", self.adam_eps)?;
-        for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(ConfigError::Invalid(format!(
-                    "{name} = {b}, expected a number in [0, 1)"
-                )));
-            }
-        }
         if self.eps_low >= 1.0 {
             return Err(ConfigError::Invalid(format!(
                 "eps_low = {}, expected < 1",

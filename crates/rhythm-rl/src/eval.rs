@@ -9,6 +9,8 @@
 //! `j` of instance `i` uses stream `i * k + j` of `seed`.
 
 use rhythm_model::{Pretrained, SamplingParams};
+use rhythm_train::eval::{greedy_in_batches, strip_eos};
+use rhythm_train::mix;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -86,12 +88,7 @@ pub fn task_json(t: &Task) -> Value {
 }
 
 fn decode(p: &Pretrained, tokens: &[u32], eos: &[u32]) -> rhythm_model::Result<String> {
-    let end = if tokens.last().is_some_and(|t| eos.contains(t)) {
-        tokens.len() - 1
-    } else {
-        tokens.len()
-    };
-    p.decode(&tokens[..end])
+    p.decode(strip_eos(tokens, eos))
 }
 
 /// Evaluates `model` on `tasks` (see the module docs).
@@ -108,14 +105,7 @@ pub fn evaluate(
         .collect::<rhythm_model::Result<_>>()?;
     let bs = cfg.batch_size.max(1);
     // 1. Greedy.
-    let mut greedy = Vec::with_capacity(tasks.len());
-    let gp = SamplingParams {
-        eos_token_ids: eos.clone(),
-        ..SamplingParams::greedy(cfg.max_new_tokens)
-    };
-    for chunk in ids.chunks(bs) {
-        greedy.extend(model.model.generate_batch(chunk, &gp)?);
-    }
+    let greedy = greedy_in_batches(&model.model, &ids, bs, &eos, |_| cfg.max_new_tokens)?;
     // 2. Samples: instance i, sample j is row i*k + j of one long list,
     //    decoded in chunks with a seed per chunk derived from the row.
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); tasks.len()];
@@ -130,7 +120,7 @@ pub fn evaluate(
                 eos_token_ids: eos.clone(),
                 max_new_tokens: cfg.max_new_tokens,
                 temperature: cfg.temperature,
-                seed: crate::trainer::mix(cfg.seed, c as u64),
+                seed: mix(cfg.seed, c as u64),
                 ..Default::default()
             };
             let ps: Vec<Vec<u32>> = chunk.iter().map(|(_, p)| (*p).clone()).collect();

@@ -1,7 +1,8 @@
 //! GRPO (SPEC section 9) on candle autograd: the clipped surrogate with
-//! per-token shaped advantages, an optional k3 KL term, a hand-written
-//! AdamW whose moments can be checkpointed, global-norm gradient clipping
-//! and the learning-rate schedule.
+//! per-token shaped advantages, an optional k3 KL term, and the token
+//! weights of its aggregation. The optimizer (AdamW), gradient clipping and
+//! the learning-rate schedule are the training toolkit's
+//! ([`rhythm_train`]), shared with supervised pretraining.
 //!
 //! # Loss
 //!
@@ -25,9 +26,9 @@
 //! is the smaller one) so that its gradient is exact at ties: the value is
 //! `min(...)` and the gradient `mask * Atilde * d ratio`.
 
-use candle_core::{DType, Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor};
 
-use crate::config::{LossAgg, Schedule};
+use crate::config::LossAgg;
 
 /// Settings of the surrogate loss.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -132,129 +133,4 @@ pub fn grpo_loss(
             kl,
         },
     ))
-}
-
-/// The learning rate at optimizer-schedule step `step` (0-based rollout
-/// step) of `total`: linear warmup over `warmup` steps from `lr/warmup`
-/// to `lr`, then `schedule`.
-pub fn lr_at(lr: f64, step: usize, warmup: usize, total: usize, schedule: Schedule) -> f64 {
-    if step < warmup {
-        return lr * (step + 1) as f64 / warmup as f64;
-    }
-    let span = total.saturating_sub(warmup).max(1) as f64;
-    let progress = ((step - warmup) as f64 / span).min(1.0);
-    match schedule {
-        Schedule::Constant => lr,
-        Schedule::Linear => lr * (1.0 - progress),
-        Schedule::Cosine => lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
-    }
-}
-
-/// AdamW (Loshchilov & Hutter), as PyTorch's `torch.optim.AdamW`:
-///
-/// ```text
-/// m = b1 m + (1 - b1) g          v = b2 v + (1 - b2) g^2
-/// theta = theta (1 - lr wd) - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
-/// ```
-///
-/// Written by hand (rather than `candle_nn::AdamW`) so that its moments and
-/// step count can be saved and restored exactly.
-#[derive(Debug)]
-pub struct AdamW {
-    /// The parameters, in a fixed order (by name).
-    pub vars: Vec<(String, Var)>,
-    /// First moments, one per parameter.
-    pub m: Vec<Tensor>,
-    /// Second moments, one per parameter.
-    pub v: Vec<Tensor>,
-    /// Updates taken so far (`t`).
-    pub t: u64,
-    /// beta1.
-    pub beta1: f64,
-    /// beta2.
-    pub beta2: f64,
-    /// epsilon.
-    pub eps: f64,
-    /// Decoupled weight decay.
-    pub weight_decay: f64,
-}
-
-impl AdamW {
-    /// Zero moments for `vars`.
-    pub fn new(
-        vars: Vec<(String, Var)>,
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        weight_decay: f64,
-    ) -> Result<Self> {
-        let m = vars
-            .iter()
-            .map(|(_, v)| v.as_tensor().zeros_like())
-            .collect::<Result<Vec<_>>>()?;
-        let v = m.clone();
-        Ok(AdamW {
-            vars,
-            m,
-            v,
-            t: 0,
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-        })
-    }
-
-    /// One update with gradients `grads` (aligned with `vars`; `None` =
-    /// no gradient, the parameter is left alone) at learning rate `lr`.
-    pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64) -> Result<()> {
-        self.t += 1;
-        let (b1, b2) = (self.beta1, self.beta2);
-        let bc1 = 1.0 - b1.powi(self.t as i32);
-        let bc2 = 1.0 - b2.powi(self.t as i32);
-        for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = &grads[i] else { continue };
-            let m = ((&self.m[i] * b1)? + (g * (1.0 - b1))?)?;
-            let v = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let mhat = (&m / bc1)?;
-            let vhat = (&v / bc2)?;
-            let upd = (mhat / (vhat.sqrt()? + self.eps)?)?;
-            let theta = var.as_tensor().detach();
-            let theta = if self.weight_decay > 0.0 {
-                (theta * (1.0 - lr * self.weight_decay))?
-            } else {
-                theta
-            };
-            var.set(&(theta - (upd * lr)?)?)?;
-            self.m[i] = m;
-            self.v[i] = v;
-        }
-        Ok(())
-    }
-}
-
-/// The global L2 norm of `grads`.
-pub fn global_norm(grads: &[Option<Tensor>]) -> Result<f64> {
-    let mut s = 0f64;
-    for g in grads.iter().flatten() {
-        s += g
-            .sqr()?
-            .sum_all()?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
-    }
-    Ok(s.sqrt())
-}
-
-/// Scales `grads` in place so their global norm is at most `max_norm`
-/// (0: no clipping). Returns the norm before clipping.
-pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64> {
-    let norm = global_norm(grads)?;
-    if max_norm > 0.0 && norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
-        for g in grads.iter_mut().flatten() {
-            *g = (&*g * scale)?;
-        }
-    }
-    Ok(norm)
 }

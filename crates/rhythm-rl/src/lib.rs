@@ -25,13 +25,17 @@
 //! answers by their letter. Each is linear in the response and guarded
 //! against hostile input (megabyte strings, deep nesting, huge numbers).
 //!
-//! **GRPO** lives in [`grpo`] (the clipped loss with shaped advantages, a
-//! checkpointable AdamW, clipping, the schedule), [`trainer`] (rollout,
-//! the one probe pass per response that yields `logp_old`, entropy and the
-//! streamed rhythm, `gamma`, the update), [`config`] (the run's
-//! [`config::TrainConfig`], TOML and flags), [`checkpoint`] (atomic
-//! Hugging Face checkpoints with optimizer state, exact resume) and
-//! [`eval`] (greedy pass@1 and sampled avg@k with every instance kept).
+//! **GRPO** lives in [`grpo`] (the clipped loss with shaped advantages and
+//! its token weights), [`trainer`] (rollout, the one probe pass per
+//! response that yields `logp_old`, entropy and the streamed rhythm,
+//! `gamma`, the update), [`config`] (the run's [`config::TrainConfig`],
+//! TOML and flags), [`checkpoint`] (Hugging Face checkpoints with optimizer
+//! state and a trainer state, exact resume) and [`eval`] (greedy pass@1 and
+//! sampled avg@k with every instance kept). The training pieces that are not
+//! RL (AdamW, the learning-rate schedule, crash-consistent files and run
+//! directories, `metrics.jsonl`, seeds) come from the toolkit
+//! [`rhythm_train`], which supervised pretraining (`rhythm-pretrain`)
+//! shares.
 //!
 //! "SPEC section N" in these docs is section N of the project's specification,
 //! `docs/spec.md` in the repository: the binding definitions this code follows.
@@ -41,7 +45,6 @@ pub mod config;
 pub mod dataset;
 pub mod eval;
 pub mod grpo;
-pub mod pretrain;
 pub mod tasks;
 pub mod trainer;
 pub mod verify;

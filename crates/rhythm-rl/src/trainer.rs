@@ -43,13 +43,16 @@ use rhythm_core::{
     Rhythm, SpanPool,
 };
 use rhythm_model::{Gradients, LoadOptions, Model, Pretrained, SamplingParams};
+use rhythm_train::eval::strip_eos;
+use rhythm_train::metrics::append_jsonl;
+use rhythm_train::{clip_grad_norm, mix, trainable_vars, AdamW};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, TrainerState};
 use crate::config::{GroupMode, TaskKind, TrainConfig};
 use crate::dataset;
 use crate::eval::{self, EvalConfig};
-use crate::grpo::{self, AdamW, LossConfig};
+use crate::grpo::{self, LossConfig};
 use crate::tasks::{countdown, PromptStyle, Task};
 
 /// Errors of training.
@@ -136,17 +139,6 @@ struct Rollout {
     logp_old: Vec<f64>,
     entropy: Vec<f64>,
     gamma: Vec<f64>,
-}
-
-/// splitmix64 of `a` and `b`: a seed for `(a, b)`.
-pub fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(b)
-        .wrapping_add(0x632B_E59B_D9B4_E019);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Training and evaluation tasks named by a configuration.
@@ -245,14 +237,7 @@ fn load_policy(dir: &Path, device: &Device) -> Result<(Pretrained, Vec<(String, 
         )));
     }
     let varmap = policy.varmap.as_ref().expect("trainable load has a varmap");
-    let mut vars: Vec<(String, Var)> = varmap
-        .data()
-        .lock()
-        .expect("varmap lock")
-        .iter()
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let vars = trainable_vars(varmap);
     Ok((policy, vars))
 }
 
@@ -262,7 +247,7 @@ impl Trainer {
         cfg.validate()?;
         let device = cfg.device.device.device()?;
         let (policy, vars) = load_policy(&cfg.model, &device)?;
-        let opt = AdamW::new(vars, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.weight_decay)?;
+        let opt = AdamW::new(vars, &cfg.optim)?;
         let source = cfg.model.clone();
         Self::assemble(cfg, policy, opt, source, 0, None)
     }
@@ -319,7 +304,7 @@ impl Trainer {
         cfg.validate()?;
         let device = cfg.device.device.device()?;
         let (policy, vars) = load_policy(&dir, &device)?;
-        let mut opt = AdamW::new(vars, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.weight_decay)?;
+        let mut opt = AdamW::new(vars, &cfg.optim)?;
         checkpoint::load_optimizer(&dir, &mut opt, &device)?;
         // The reference (if any) is the run's starting model.
         let source = state.config.model.clone();
@@ -399,12 +384,7 @@ impl Trainer {
     }
 
     fn decode_response(&self, tokens: &[u32]) -> Result<String> {
-        let end = if tokens.last().is_some_and(|t| self.eos.contains(t)) {
-            tokens.len() - 1
-        } else {
-            tokens.len()
-        };
-        Ok(self.policy.decode(&tokens[..end])?)
+        Ok(self.policy.decode(strip_eos(tokens, &self.eos))?)
     }
 
     /// Runs steps until `cfg.steps`, checkpointing and writing
@@ -440,7 +420,7 @@ impl Trainer {
             {
                 m.eval_accuracy = Some(self.evaluate()?);
             }
-            append_line(&out.join("metrics.jsonl"), &m)?;
+            append_jsonl(&out.join("metrics.jsonl"), &m)?;
             on_step(&m);
             if self.step.is_multiple_of(self.cfg.save_interval.max(1))
                 || self.step == self.cfg.steps
@@ -680,7 +660,7 @@ impl Trainer {
 
     fn update(&mut self, rolls: &[Rollout], m: &mut StepMetrics) -> Result<()> {
         let cfg = &self.cfg;
-        let lr = grpo::lr_at(cfg.lr, self.step, cfg.warmup, cfg.steps, cfg.schedule);
+        let lr = cfg.optim.lr_at(self.step, cfg.steps);
         m.lr = lr;
         let lcfg = LossConfig {
             eps_low: cfg.eps_low,
@@ -768,26 +748,22 @@ impl Trainer {
                     None => None,
                 };
                 let loss = loss_of(&logp, lref.as_ref(), &batch)?;
-                let grads = loss.backward()?;
-                for (i, (_, var)) in self.opt.vars.iter().enumerate() {
-                    if let Some(gr) = grads.get(var.as_tensor()) {
-                        acc[i] = Some(match acc[i].take() {
+                let grads = self.opt.grads_of(&loss.backward()?);
+                for (slot, gr) in acc.iter_mut().zip(grads) {
+                    if let Some(gr) = gr {
+                        *slot = Some(match slot.take() {
                             Some(a) => (a + gr)?,
-                            None => gr.clone(),
+                            None => gr,
                         });
                     }
                 }
             }
             if let Some(fg) = fast_grads {
-                let by: std::collections::HashMap<String, Tensor> = fg
-                    .to_tensors(self.policy.model.device())?
-                    .into_iter()
-                    .collect();
-                for (i, (name, _)) in self.opt.vars.iter().enumerate() {
-                    acc[i] = by.get(name).cloned();
-                }
+                acc = self
+                    .opt
+                    .grads_by_name(fg.to_tensors(self.policy.model.device())?);
             }
-            let norm = grpo::clip_grad_norm(&mut acc, cfg.max_grad_norm)?;
+            let norm = clip_grad_norm(&mut acc, cfg.optim.max_grad_norm)?;
             self.opt.step(&acc, lr)?;
             loss_sum += mini_loss;
             norm_sum += norm;
@@ -878,34 +854,7 @@ fn check_finite_rollouts(step: usize, rolls: &[Rollout]) -> Result<()> {
     Ok(())
 }
 
-/// Cuts `metrics.jsonl` back to its lines of steps `1..=step`, in order
-/// (a line of a later step, a repeated or out-of-order step, or a partial
-/// last line written by a killed run ends what is kept). Rewrites the file
-/// (atomically) only when something is dropped; no file is left as is.
-pub fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
-    let text = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(TrainError::Msg(format!("{}: {e}", path.display()))),
-    };
-    let mut keep = 0usize;
-    for (expect, line) in (1usize..).zip(text.split_inclusive(|&b| b == b'\n')) {
-        if expect > step || !line.ends_with(b"\n") {
-            break;
-        }
-        let s = serde_json::from_slice::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
-        if s != Some(expect as u64) {
-            break;
-        }
-        keep += line.len();
-    }
-    if keep < text.len() {
-        checkpoint::write_atomic(path, &text[..keep])?;
-    }
-    Ok(())
-}
+pub use rhythm_train::metrics::truncate_metrics;
 
 /// Rows of per-sequence log-probabilities padded with zeros to `[b, t1]`
 /// (the layout of [`Batch`]; padded entries carry no weight).
@@ -915,20 +864,6 @@ fn pad_rows(rows: &[Vec<f32>], b: usize, t1: usize, ids: &Tensor) -> Result<Tens
         v[i * t1..i * t1 + r.len()].copy_from_slice(r);
     }
     Ok(Tensor::from_vec(v, (b, t1), ids.device())?)
-}
-
-fn append_line(path: &Path, m: &StepMetrics) -> Result<()> {
-    use std::io::Write;
-    let mut line = serde_json::to_string(m).expect("metrics serialize");
-    line.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| TrainError::Msg(format!("{}: {e}", path.display())))?;
-    f.write_all(line.as_bytes())
-        .and_then(|_| f.sync_data())
-        .map_err(|e| TrainError::Msg(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

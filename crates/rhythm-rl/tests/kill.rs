@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rhythm_core::{CreditSettings, Layers, MetricSettings, Strategy};
 use rhythm_rl::checkpoint;
-use rhythm_rl::config::{GroupMode, TrainConfig};
+use rhythm_rl::config::{GroupMode, OptimSettings, TrainConfig};
 use rhythm_rl::trainer::Trainer;
 
 const STEPS: usize = 6;
@@ -50,8 +50,11 @@ fn config(out: &Path) -> TrainConfig {
         micro_batch: 3,
         grad_steps: 2,
         max_new_tokens: 8,
-        lr: 1e-3,
-        warmup: 1,
+        optim: OptimSettings {
+            lr: 1e-3,
+            warmup: 1,
+            ..OptimSettings::default()
+        },
         save_interval: 2,
         eval_interval: 3,
         eval_size: 2,

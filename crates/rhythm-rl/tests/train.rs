@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rhythm_core::{CreditSettings, Layers, MetricSettings, Strategy};
 use rhythm_model::Pretrained;
-use rhythm_rl::config::{GroupMode, TrainConfig};
+use rhythm_rl::config::{GroupMode, OptimSettings, TrainConfig};
 use rhythm_rl::trainer::{StepMetrics, Trainer};
 
 fn fixture() -> PathBuf {
@@ -28,8 +28,11 @@ fn config(out: &Path) -> TrainConfig {
         micro_batch: 3,
         grad_steps: 2,
         max_new_tokens: 12,
-        lr: 1e-3,
-        warmup: 1,
+        optim: OptimSettings {
+            lr: 1e-3,
+            warmup: 1,
+            ..OptimSettings::default()
+        },
         save_interval: 2,
         metrics: MetricSettings {
             layers: Some(Layers::All),
@@ -194,7 +197,10 @@ fn resume_is_exact() {
 #[test]
 fn config_toml_round_trip_and_merge() {
     let c = TrainConfig {
-        lr: 3e-4,
+        optim: OptimSettings {
+            lr: 3e-4,
+            ..OptimSettings::default()
+        },
         credit: CreditSettings {
             strategy: Strategy::Entropy,
             ..CreditSettings::default()
@@ -214,7 +220,7 @@ fn config_toml_round_trip_and_merge() {
     };
     let m = flags.merge_explicit(&file, &["steps".to_string()]);
     assert_eq!(
-        (m.steps, m.lr, m.credit.strategy),
+        (m.steps, m.optim.lr, m.credit.strategy),
         (2, 0.01, Strategy::Local)
     );
     let e = TrainConfig::from_toml_str("stepz = 3")
@@ -297,7 +303,10 @@ fn measure_cost() {
             train_size: 200,
             test_size: 4,
             save_interval: 100,
-            lr: 1e-4,
+            optim: OptimSettings {
+                lr: 1e-4,
+                ..OptimSettings::default()
+            },
             ..TrainConfig::default()
         };
         let mut t = Trainer::new(cfg).unwrap();

@@ -515,7 +515,7 @@ class RhythmConfig:
 
 
 def mix_seed(a: int, b: int) -> int:
-    """splitmix64 of ``(a, b)``: the seed rhythm-rl derives for a pair (its ``trainer::mix``)."""
+    """splitmix64 of ``(a, b)``: the seed rhythm-rl derives for a pair (``rhythm_train::mix``)."""
     z = (a * 0x9E3779B97F4A7C15 + b + 0x632BE59BD9B4E019) & _MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64

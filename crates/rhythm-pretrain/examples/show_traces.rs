@@ -1,8 +1,8 @@
 //! Prints sample pretraining traces and their length statistics:
-//! `cargo run --release -p rhythm-rl --example show_traces [MAX_DEAD_ENDS]`.
+//! `cargo run --release -p rhythm-pretrain --example show_traces [MAX_DEAD_ENDS]`.
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rhythm_rl::pretrain::{self, trace};
+use rhythm_pretrain::{self as pretrain, trace};
 use rhythm_rl::tasks::countdown;
 
 fn main() {

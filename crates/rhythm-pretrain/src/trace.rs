@@ -1,7 +1,7 @@
 //! Synthetic Countdown search traces for supervised pretraining.
 //!
 //! A trace is the response a small model is taught to write after a
-//! [`PromptStyle::Compact`](crate::tasks::countdown::PromptStyle::Compact)
+//! [`PromptStyle::Compact`](rhythm_rl::tasks::countdown::PromptStyle::Compact)
 //! prompt: a `<think>` section with one line per attempted path, where a
 //! path combines two numbers of the pool at a time (`a+b=c`, larger minus
 //! smaller, exact division larger by smaller, every intermediate a positive
@@ -26,8 +26,8 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::tasks::countdown::CountdownInstance;
-use crate::verify::countdown::Op;
+use rhythm_rl::tasks::countdown::CountdownInstance;
+use rhythm_rl::verify::countdown::Op;
 
 /// The end-of-text token that closes every trace (also padding).
 pub const EOS: &str = "<|endoftext|>";
@@ -269,7 +269,7 @@ pub fn trace<R: Rng>(inst: &CountdownInstance, max_dead_ends: usize, rng: &mut R
             }
         })
         .collect();
-    let prompt = inst.prompt(crate::tasks::countdown::PromptStyle::Compact);
+    let prompt = inst.prompt(rhythm_rl::tasks::countdown::PromptStyle::Compact);
     let response = format!(
         "<think>\n{}\n</think>\n<answer>{answer}</answer>{EOS}",
         text.join("\n")

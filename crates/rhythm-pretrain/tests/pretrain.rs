@@ -3,9 +3,10 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rhythm_model::DType;
-use rhythm_rl::pretrain::{self, tokenizer, trace, Event, Paths, PretrainConfig};
+use rhythm_pretrain::{self as pretrain, tokenizer, trace, Event, Paths, PretrainConfig};
 use rhythm_rl::tasks::countdown;
 use rhythm_rl::verify::countdown::Outcome;
+use rhythm_train::OptimSettings;
 
 fn traces(seed: u64, n: usize, dead: usize) -> Vec<trace::Trace> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -148,8 +149,11 @@ fn tiny() -> PretrainConfig {
         max_len: 128,
         steps: 40,
         batch_size: 4,
-        lr: 1e-2,
-        warmup_steps: 5,
+        optim: OptimSettings {
+            lr: 1e-2,
+            warmup: 5,
+            ..OptimSettings::pretrain()
+        },
         eval_every: 0,
         checkpoint_every: 0,
         ..PretrainConfig::default()
@@ -232,6 +236,76 @@ fn resume_gives_the_same_weights() {
         assert_eq!(va, vb, "{name}");
     }
     // A checkpoint made with other settings is refused.
-    let other = PretrainConfig { lr: 0.5, ..cfg };
+    let other = PretrainConfig {
+        optim: OptimSettings {
+            lr: 0.5,
+            ..cfg.optim.clone()
+        },
+        ..cfg
+    };
     assert!(pretrain::train(&other, &resumed, |_| {}).is_err());
+}
+
+/// A checkpoint in the format written before the shared toolkit (older key
+/// names, no `schedule`, no manifest) resumes; a temporary left by a killed
+/// run is removed; a checkpoint damaged after the fact is refused with a
+/// one-line error naming the file.
+#[test]
+fn legacy_stale_and_damaged_checkpoints() {
+    let cfg = PretrainConfig {
+        steps: 4,
+        checkpoint_every: 2,
+        ..tiny()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = paths(dir.path());
+    first.stop_at = Some(2);
+    pretrain::train(&cfg, &first, |_| {}).unwrap();
+    let ck = dir.path().join("ckpt");
+    let state_path = ck.join("state.json");
+    // 1. Rewrite the state as the older code wrote it.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert!(v["files"]["model.safetensors"]["bytes"].as_u64().unwrap() > 0);
+    let c = v["config"].as_object_mut().unwrap();
+    assert_eq!(c.remove("schedule").unwrap(), "cosine");
+    for (new, old) in [
+        ("warmup", "warmup_steps"),
+        ("adam_eps", "eps"),
+        ("max_grad_norm", "grad_clip"),
+    ] {
+        let x = c.remove(new).unwrap();
+        c.insert(old.into(), x);
+    }
+    v.as_object_mut().unwrap().remove("files");
+    std::fs::write(&state_path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    // 2. A temporary of a killed checkpoint write.
+    let stale = dir.path().join(format!(".ckpt.tmp{}", u32::MAX));
+    std::fs::create_dir_all(stale.join("x")).unwrap();
+    let mut resumed = paths(dir.path());
+    resumed.resume = true;
+    resumed.stop_at = Some(3);
+    let mut start = None;
+    pretrain::train(&cfg, &resumed, |e| {
+        if let Event::Start { step, .. } = e {
+            start = Some(*step);
+        }
+    })
+    .unwrap();
+    assert_eq!(start, Some(2));
+    assert!(!stale.exists());
+    // 3. Damage the weights of the step-3 checkpoint.
+    let w = ck.join("model.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    std::fs::write(&w, bytes).unwrap();
+    let e = pretrain::train(&cfg, &resumed, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("file damaged"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
 }

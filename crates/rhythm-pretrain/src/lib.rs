@@ -1,5 +1,5 @@
-//! `rhythm pretrain`: a small Qwen3 Countdown model trained from scratch by
-//! supervised learning on synthetic search traces.
+//! Supervised pretraining (`rhythm pretrain`): a small Qwen3 Countdown
+//! model trained from scratch on synthetic search traces.
 //!
 //! The project must run on a CPU-only machine with no downloads, so it
 //! ships a tiny reasoning model that it made itself. This module holds
@@ -13,9 +13,15 @@
 //!   batches of right-padded prompt + trace sequences, cross-entropy on the
 //!   response tokens only, AdamW with warmup and cosine decay, gradient
 //!   clipping, periodic greedy evaluation on the held-out Countdown test
-//!   split, atomic checkpoints with exact resume, and a final Hugging Face
-//!   model directory (`config.json`, `model.safetensors`, `tokenizer.json`,
-//!   `generation_config.json`).
+//!   split, crash-consistent checkpoints with exact resume, and a final
+//!   Hugging Face model directory (`config.json`, `model.safetensors`,
+//!   `tokenizer.json`, `generation_config.json`).
+//!
+//! Pretraining is not reinforcement learning, so it lives in its own crate;
+//! it takes the Countdown instances, prompts and verifier from
+//! [`rhythm_rl::tasks`] and every training piece (optimizer, schedule,
+//! checkpoint files, evaluation loop, trainable weights) from the toolkit
+//! [`rhythm_train`] that GRPO uses too.
 //!
 //! Everything is a function of [`PretrainConfig`]: the batch of step `s` is
 //! drawn from ChaCha8 stream `s` of the seed, so a run resumed from a
@@ -24,27 +30,34 @@
 //! The loss uses only the model's differentiable path
 //! ([`Model::token_logprobs`]: gather minus a log-sum-exp built from basic
 //! ops), never candle-nn's fused kernels, which have no backward pass. The
-//! optimiser is AdamW written out here ([`AdamW`]) rather than
-//! `candle_nn::AdamW`, whose moment estimates are private and so could not
-//! be checkpointed for an exact resume; the update is the same (decoupled
-//! weight decay, bias-corrected moments).
+//! optimiser is the toolkit's [`AdamW`] (decoupled weight decay of matrices
+//! and embeddings only, bias-corrected moments, checkpointable state).
+//!
+//! The checkpoint is one rolling directory (`OUT.ckpt` by default) holding
+//! `model.safetensors`, `optimizer.safetensors` and `state.json` (step,
+//! AdamW step count, configuration, and the size and hash of the other two
+//! files); it is assembled under a temporary name, fsync'd and renamed into
+//! place ([`rhythm_train::checkpoint::commit_dir`]), so a killed run leaves
+//! the previous checkpoint intact. Checkpoints written before the toolkit
+//! (no manifest, the older optimizer key names) still load.
 
 pub mod tokenizer;
 pub mod trace;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rhythm_model::{Config, DeviceSpec, Model, SamplingParams};
+use rhythm_model::{Config, DeviceSpec, Model};
+use rhythm_rl::tasks::countdown::{self, CountdownInstance, PromptStyle};
+use rhythm_train::checkpoint::{self as files, FileSum};
+use rhythm_train::{clip_grad_norm, trainable_vars, AdamW, OptimSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokenizers::Tokenizer;
-
-use crate::tasks::countdown::{self, CountdownInstance, PromptStyle};
 
 /// Why pretraining failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +68,9 @@ pub enum PretrainError {
     /// A tensor error.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// An error of the training toolkit (optimizer, checkpoint files).
+    #[error(transparent)]
+    Train(#[from] rhythm_train::Error),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -116,22 +132,12 @@ pub struct PretrainConfig {
     pub steps: usize,
     /// Sequences per step (default 16).
     pub batch_size: usize,
-    /// Peak learning rate (default 3e-3).
-    pub lr: f64,
-    /// Final learning rate as a fraction of the peak (default 0.1).
-    pub min_lr_ratio: f64,
-    /// Linear warmup steps (default 50).
-    pub warmup_steps: usize,
-    /// Decoupled weight decay of matrices and embeddings (default 0.1).
-    pub weight_decay: f64,
-    /// AdamW beta1 (default 0.9).
-    pub beta1: f64,
-    /// AdamW beta2 (default 0.95).
-    pub beta2: f64,
-    /// AdamW epsilon (default 1e-8).
-    pub eps: f64,
-    /// Global gradient-norm clip (default 1.0).
-    pub grad_clip: f64,
+    /// Optimizer and schedule (declared once in [`OptimSettings`]; flat
+    /// keys). Default [`OptimSettings::pretrain`]: peak 3e-3 after 50
+    /// warmup steps, cosine decay to a tenth, beta2 0.95, weight decay 0.1,
+    /// clip 1.0.
+    #[serde(flatten)]
+    pub optim: OptimSettings,
     /// Greedy evaluation every this many steps; 0 disables (default 500).
     pub eval_every: usize,
     /// Test instances used by the periodic evaluation (default 64; the
@@ -160,14 +166,7 @@ impl Default for PretrainConfig {
             max_len: 384,
             steps: 3000,
             batch_size: 16,
-            lr: 3e-3,
-            min_lr_ratio: 0.1,
-            warmup_steps: 50,
-            weight_decay: 0.1,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            grad_clip: 1.0,
+            optim: OptimSettings::pretrain(),
             eval_every: 500,
             eval_size: 64,
             checkpoint_every: 50,
@@ -194,8 +193,11 @@ impl PretrainConfig {
         if self.batch_size == 0 || self.train_size == 0 || self.max_len < 64 {
             return bad("need batch_size, train_size > 0 and max_len >= 64");
         }
-        if !(self.lr > 0.0 && (0.0..=1.0).contains(&self.min_lr_ratio)) {
-            return bad("need lr > 0 and min_lr_ratio in [0, 1]");
+        self.optim
+            .validate()
+            .map_err(|m| PretrainError::Invalid(format!("pretrain config: {m}")))?;
+        if self.optim.lr <= 0.0 {
+            return bad("need lr > 0");
         }
         Ok(())
     }
@@ -236,16 +238,11 @@ impl PretrainConfig {
         )?)
     }
 
-    /// Learning rate at `step` (0-based): linear warmup to `lr`, then
-    /// cosine decay to `lr * min_lr_ratio` at the last step.
+    /// Learning rate at `step` (0-based) of `steps`
+    /// ([`OptimSettings::lr_at`]: by default linear warmup to `lr`, then
+    /// cosine decay to `lr * min_lr_ratio` at the last step).
     pub fn lr_at(&self, step: usize) -> f64 {
-        if step < self.warmup_steps {
-            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
-        }
-        let span = self.steps.saturating_sub(self.warmup_steps).max(1) as f64;
-        let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
-        let min = self.lr * self.min_lr_ratio;
-        min + 0.5 * (self.lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
+        self.optim.lr_at(step, self.steps)
     }
 }
 
@@ -374,128 +371,6 @@ pub fn sft_grads(model: &Model, batch: &Batch) -> Result<(f64, Vec<(String, Tens
     Ok((loss, grads.to_tensors(model.device())?))
 }
 
-/// AdamW with decoupled weight decay and bias-corrected moments, with its
-/// state exposed for checkpoints.
-pub struct AdamW {
-    vars: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    decay: Vec<bool>,
-    /// Steps taken.
-    pub t: usize,
-}
-
-impl AdamW {
-    /// Zero moments for every variable; weight decay applies to matrices
-    /// and embeddings (rank >= 2), not to norm gains.
-    pub fn new(vars: Vec<(String, Var)>) -> Result<Self> {
-        let m = vars
-            .iter()
-            .map(|(_, v)| v.as_tensor().zeros_like())
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let decay = vars.iter().map(|(_, v)| v.rank() >= 2).collect();
-        Ok(AdamW {
-            v: m.clone(),
-            m,
-            decay,
-            vars,
-            t: 0,
-        })
-    }
-
-    /// One update from the gradients of `loss` with learning rate `lr`,
-    /// after clipping the global gradient norm to `cfg.grad_clip`. Returns
-    /// the norm before clipping.
-    pub fn step(&mut self, loss: &Tensor, lr: f64, cfg: &PretrainConfig) -> Result<f64> {
-        let grads = loss.backward()?;
-        let gs =
-            self.vars
-                .iter()
-                .map(|(name, var)| {
-                    grads.get(var.as_tensor()).cloned().ok_or_else(|| {
-                        PretrainError::Invalid(format!("no gradient reached {name}"))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-        self.step_grads(gs, lr, cfg)
-    }
-
-    /// [`AdamW::step`] from named gradients (as [`sft_grads`] returns them).
-    pub fn step_named(
-        &mut self,
-        grads: Vec<(String, Tensor)>,
-        lr: f64,
-        cfg: &PretrainConfig,
-    ) -> Result<f64> {
-        let mut by: HashMap<String, Tensor> = grads.into_iter().collect();
-        let gs = self
-            .vars
-            .iter()
-            .map(|(name, _)| {
-                by.remove(name)
-                    .ok_or_else(|| PretrainError::Invalid(format!("no gradient reached {name}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.step_grads(gs, lr, cfg)
-    }
-
-    fn step_grads(&mut self, gs: Vec<Tensor>, lr: f64, cfg: &PretrainConfig) -> Result<f64> {
-        let mut sq = 0f64;
-        for g in &gs {
-            sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
-        }
-        let norm = sq.sqrt();
-        let scale = if cfg.grad_clip > 0.0 && norm > cfg.grad_clip {
-            cfg.grad_clip / (norm + 1e-6)
-        } else {
-            1.0
-        };
-        self.t += 1;
-        let (b1, b2) = (cfg.beta1, cfg.beta2);
-        let c1 = 1.0 - b1.powi(self.t as i32);
-        let c2 = 1.0 - b2.powi(self.t as i32);
-        for (i, (_, var)) in self.vars.iter().enumerate() {
-            let g = (&gs[i] * scale)?;
-            let m = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
-            let v = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let update = ((&m / c1)? / ((&v / c2)?.sqrt()? + cfg.eps)?)?;
-            let theta = var.as_tensor().detach();
-            let theta = if self.decay[i] {
-                (theta * (1.0 - lr * cfg.weight_decay))?
-            } else {
-                theta
-            };
-            var.set(&(theta - (update * lr)?)?)?;
-            self.m[i] = m;
-            self.v[i] = v;
-        }
-        Ok(norm)
-    }
-
-    fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::with_capacity(2 * self.vars.len());
-        for (i, (name, _)) in self.vars.iter().enumerate() {
-            out.push((format!("m.{name}"), self.m[i].clone()));
-            out.push((format!("v.{name}"), self.v[i].clone()));
-        }
-        out
-    }
-
-    fn load_state(&mut self, map: &HashMap<String, Tensor>, t: usize) -> Result<()> {
-        for (i, (name, _)) in self.vars.iter().enumerate() {
-            let get = |k: String| {
-                map.get(&k)
-                    .cloned()
-                    .ok_or_else(|| PretrainError::Invalid(format!("checkpoint lacks {k}")))
-            };
-            self.m[i] = get(format!("m.{name}"))?;
-            self.v[i] = get(format!("v.{name}"))?;
-        }
-        self.t = t;
-        Ok(())
-    }
-}
-
 /// Greedy accuracy on a set of instances.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -529,31 +404,29 @@ pub fn evaluate(
     let mut count = [0usize; 2];
     let (mut finished, mut total_tokens) = (0, 0);
     let mut sample = String::new();
-    for chunk in instances.chunks(64) {
-        let prompts = chunk
-            .iter()
-            .map(|i| encode(tok, &i.prompt(PromptStyle::Compact)))
-            .collect::<Result<Vec<_>>>()?;
-        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let params = SamplingParams {
-            eos_token_ids: vec![0],
-            ..SamplingParams::greedy(max_len.saturating_sub(longest))
-        };
-        let gens = model.generate_batch(&prompts, &params)?;
-        for (inst, g) in chunk.iter().zip(gens) {
-            let text = tok
-                .decode(&g.tokens, true)
-                .map_err(|e| PretrainError::Invalid(format!("tokenizer: {e}")))?;
-            let k = usize::from(inst.nums.len() >= 4);
-            count[k] += 1;
-            if inst.verify(&text).is_correct() {
-                correct[k] += 1;
-            }
-            finished += usize::from(g.finish == rhythm_model::FinishReason::Eos);
-            total_tokens += g.tokens.len();
-            if sample.is_empty() {
-                sample = format!("{}{text}", inst.prompt(PromptStyle::Compact));
-            }
+    let prompts = instances
+        .iter()
+        .map(|i| encode(tok, &i.prompt(PromptStyle::Compact)))
+        .collect::<Result<Vec<_>>>()?;
+    // Each batch of 64 may fill the context after its longest prompt.
+    let budget = |chunk: &[Vec<u32>]| {
+        let longest = chunk.iter().map(Vec::len).max().unwrap_or(0);
+        max_len.saturating_sub(longest)
+    };
+    let gens = rhythm_train::eval::greedy_in_batches(model, &prompts, 64, &[0], budget)?;
+    for (inst, g) in instances.iter().zip(gens) {
+        let text = tok
+            .decode(&g.tokens, true)
+            .map_err(|e| PretrainError::Invalid(format!("tokenizer: {e}")))?;
+        let k = usize::from(inst.nums.len() >= 4);
+        count[k] += 1;
+        if inst.verify(&text).is_correct() {
+            correct[k] += 1;
+        }
+        finished += usize::from(g.finish == rhythm_model::FinishReason::Eos);
+        total_tokens += g.tokens.len();
+        if sample.is_empty() {
+            sample = format!("{}{text}", inst.prompt(PromptStyle::Compact));
         }
     }
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
@@ -659,21 +532,16 @@ pub fn train(
     let tok = tokenizer::build();
     let model_cfg = cfg.model_config()?;
     let (model, varmap) = Model::random(&model_cfg, cfg.seed, cfg.init_scale, &device)?;
-    let mut vars: Vec<(String, Var)> = varmap
-        .data()
-        .lock()
-        .expect("varmap lock")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let params: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
-    let mut opt = AdamW::new(vars.clone())?;
+    let mut opt = AdamW::new(trainable_vars(&varmap), &cfg.optim)?;
+    let params = opt.num_params();
 
-    // 2. Resume from the checkpoint, if asked and present.
+    // 2. Remove what killed runs left; resume from the checkpoint, if
+    //    asked and present.
+    clean_stale(&paths.checkpoint)?;
+    clean_stale(&paths.out)?;
     let mut start = 0;
     if paths.resume && paths.checkpoint.join(STATE).is_file() {
-        start = load_checkpoint(&paths.checkpoint, cfg, &vars, &mut opt, &device)?;
+        start = load_checkpoint(&paths.checkpoint, cfg, &mut opt, &device)?;
     }
     on_event(&Event::Start {
         step: start,
@@ -690,18 +558,25 @@ pub fn train(
         let lr = cfg.lr_at(step);
         // The hand-written training pass on the CPU (RHYTHM_UPDATE=candle:
         // candle autograd, as on other devices).
-        let grad_norm = if model.supports_fast_train()
+        let mut grads = if model.supports_fast_train()
             && std::env::var("RHYTHM_UPDATE").as_deref() != Ok("candle")
         {
             let (loss, grads) = sft_grads(&model, &b)?;
             final_loss = loss;
-            opt.step_named(grads, lr, cfg)?
+            opt.grads_by_name(grads)
         } else {
             let loss = sft_loss(&model, &b)?;
-            let n = opt.step(&loss, lr, cfg)?;
             final_loss = f64::from(loss.to_scalar::<f32>()?);
-            n
+            opt.grads_of(&loss.backward()?)
         };
+        if let Some(i) = grads.iter().position(Option::is_none) {
+            return Err(PretrainError::Invalid(format!(
+                "no gradient reached {}",
+                opt.vars[i].0
+            )));
+        }
+        let grad_norm = clip_grad_norm(&mut grads, cfg.optim.max_grad_norm)?;
+        opt.step(&grads, lr)?;
         if !final_loss.is_finite() {
             return Err(PretrainError::Invalid(format!(
                 "loss became {final_loss} at step {step}"
@@ -724,11 +599,11 @@ pub fn train(
         if cfg.checkpoint_every > 0
             && (done.is_multiple_of(cfg.checkpoint_every) || done == cfg.steps)
         {
-            save_checkpoint(&paths.checkpoint, cfg, done, &vars, &opt)?;
+            save_checkpoint(&paths.checkpoint, cfg, done, &opt)?;
             on_event(&Event::Checkpoint { step: done });
         }
         if paths.stop_at == Some(done) && done < cfg.steps {
-            save_checkpoint(&paths.checkpoint, cfg, done, &vars, &opt)?;
+            save_checkpoint(&paths.checkpoint, cfg, done, &opt)?;
             on_event(&Event::Checkpoint { step: done });
             return Ok(Summary {
                 steps: done,
@@ -779,75 +654,85 @@ pub fn write_side_files(dir: &Path, cfg: &PretrainConfig) -> Result<()> {
 
 /// Writes the model directory atomically (weights in `paths.dtype`).
 pub fn save_model(model: &Model, cfg: &PretrainConfig, paths: &Paths) -> Result<()> {
-    let side = sibling(&paths.out, "side");
+    let mut side = files::temp_sibling(&paths.out).into_os_string();
+    side.push("-side");
+    let side = PathBuf::from(side);
     write_side_files(&side, cfg)?;
     let r = rhythm_model::save_pretrained(model, &paths.out, paths.dtype, Some(&side));
     let _ = std::fs::remove_dir_all(&side);
     Ok(r?)
 }
 
-const STATE: &str = "state.json";
+/// Name of the state file inside a pretraining checkpoint.
+pub const STATE: &str = "state.json";
+const WEIGHTS: &str = "model.safetensors";
+const OPTIMIZER: &str = "optimizer.safetensors";
+/// Largest `state.json` accepted.
+const MAX_STATE_BYTES: u64 = 16 << 20;
 
-fn sibling(path: &Path, tag: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    path.with_file_name(format!(".{name}.{tag}.{}", std::process::id()))
+/// Removes the temporaries that killed runs left beside `path` (entries
+/// `.{name}.tmp...` of its parent directory).
+fn clean_stale(path: &Path) -> Result<()> {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(());
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    files::clean_stale_by(parent, |n| files::is_temp_of(n, &name))?;
+    Ok(())
 }
 
-/// Writes `dir` (weights, optimiser moments, step and config) under a
-/// temporary name and renames it into place.
-pub fn save_checkpoint(
-    dir: &Path,
-    cfg: &PretrainConfig,
-    step: usize,
-    vars: &[(String, Var)],
-    opt: &AdamW,
-) -> Result<()> {
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let tmp = sibling(dir, "tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let meta = BTreeMap::new();
-    let weights: Vec<(String, Tensor)> = vars
+/// Writes the checkpoint `dir` (weights, optimiser moments, then
+/// `state.json` with step, config and the manifest of the other files)
+/// under a temporary name, fsync'd, and renames it into place.
+pub fn save_checkpoint(dir: &Path, cfg: &PretrainConfig, step: usize, opt: &AdamW) -> Result<()> {
+    let tmp = files::begin_dir(dir)?;
+    let weights: Vec<(String, Tensor)> = opt
+        .vars
         .iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
         .collect();
-    rhythm_model::write_safetensors(&tmp.join("model.safetensors"), &weights, &meta)?;
-    rhythm_model::write_safetensors(&tmp.join("optimizer.safetensors"), &opt.state(), &meta)?;
-    let state = json!({"step": step, "adam_t": opt.t, "config": cfg});
-    let p = tmp.join(STATE);
-    std::fs::write(&p, serde_json::to_string_pretty(&state).expect("json")).map_err(io(&p))?;
-    if dir.exists() {
-        let old = sibling(dir, "old");
-        std::fs::rename(dir, &old).map_err(io(dir))?;
-        std::fs::rename(&tmp, dir).map_err(io(dir))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&tmp, dir).map_err(io(dir))?;
-    }
+    rhythm_model::write_safetensors(&tmp.join(WEIGHTS), &weights, &BTreeMap::new())?;
+    opt.save(&tmp.join(OPTIMIZER))?;
+    let manifest = files::manifest(&tmp, STATE)?;
+    let state = json!({"step": step, "adam_t": opt.t, "config": cfg, "files": manifest});
+    let text = serde_json::to_string_pretty(&state).expect("state serializes");
+    files::write_synced(&tmp.join(STATE), text.as_bytes())?;
+    files::commit_dir(&tmp, dir)?;
     Ok(())
 }
 
 /// Restores weights and optimiser from `dir`; returns the step to continue
-/// from. The checkpoint's config must equal `cfg` except for `steps`,
-/// `eval_every`, `eval_size` and `checkpoint_every`.
+/// from. The checkpoint's files must match its manifest (checkpoints from
+/// before manifests: be present with readable headers), and its config
+/// must equal `cfg` except for `steps`, `eval_every`, `eval_size` and
+/// `checkpoint_every`.
 pub fn load_checkpoint(
     dir: &Path,
     cfg: &PretrainConfig,
-    vars: &[(String, Var)],
     opt: &mut AdamW,
     device: &Device,
 ) -> Result<usize> {
     let p = dir.join(STATE);
+    let invalid = |m: String| PretrainError::Invalid(format!("{}: {m}", p.display()));
+    let len = std::fs::metadata(&p).map_err(io(&p))?.len();
+    if len > MAX_STATE_BYTES {
+        return Err(invalid(format!(
+            "{len} bytes, expected at most {MAX_STATE_BYTES}"
+        )));
+    }
     let text = std::fs::read_to_string(&p).map_err(io(&p))?;
-    let state: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| PretrainError::Invalid(format!("{}: {e}", p.display())))?;
+    let mut state: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    // Checkpoints from before the shared toolkit had no `schedule` key:
+    // their schedule was always cosine.
+    if let Some(c) = state.get_mut("config").and_then(|c| c.as_object_mut()) {
+        c.entry("schedule").or_insert_with(|| json!("cosine"));
+    }
     let saved: PretrainConfig = serde_json::from_value(state["config"].clone())
-        .map_err(|e| PretrainError::Invalid(format!("{}: {e}", p.display())))?;
+        .map_err(|e| invalid(format!("config: {e}")))?;
     let comparable = |c: &PretrainConfig| PretrainConfig {
         steps: 0,
         eval_every: 0,
@@ -862,16 +747,35 @@ pub fn load_checkpoint(
             dir.display()
         )));
     }
-    let step = state["step"].as_u64().unwrap_or(0) as usize;
-    let t = state["adam_t"].as_u64().unwrap_or(step as u64) as usize;
-    let weights = candle_core::safetensors::load(dir.join("model.safetensors"), device)?;
-    for (name, var) in vars {
+    match state.get("files") {
+        Some(f) => {
+            let manifest: BTreeMap<String, FileSum> =
+                serde_json::from_value(f.clone()).map_err(|e| invalid(format!("files: {e}")))?;
+            files::check_manifest(dir, &p, &manifest, &[WEIGHTS, OPTIMIZER])?;
+        }
+        None => files::check_legacy(dir, &[WEIGHTS, OPTIMIZER], &[WEIGHTS, OPTIMIZER])?,
+    }
+    let step = state["step"]
+        .as_u64()
+        .ok_or_else(|| invalid("step: expected a non-negative integer".into()))?
+        as usize;
+    let t = state["adam_t"].as_u64().unwrap_or(step as u64);
+    let wpath = dir.join(WEIGHTS);
+    let weights = candle_core::safetensors::load(&wpath, device)?;
+    for (name, var) in &opt.vars {
         let w = weights
             .get(name)
-            .ok_or_else(|| PretrainError::Invalid(format!("checkpoint lacks {name}")))?;
+            .ok_or_else(|| PretrainError::Invalid(format!("{}: lacks {name}", wpath.display())))?;
+        if w.dims() != var.as_tensor().dims() {
+            return Err(PretrainError::Invalid(format!(
+                "{}: {name} has shape {:?}, expected {:?}",
+                wpath.display(),
+                w.dims(),
+                var.as_tensor().dims()
+            )));
+        }
         var.set(w)?;
     }
-    let moments = candle_core::safetensors::load(dir.join("optimizer.safetensors"), device)?;
-    opt.load_state(&moments, t)?;
+    opt.load(&dir.join(OPTIMIZER), t, device)?;
     Ok(step)
 }

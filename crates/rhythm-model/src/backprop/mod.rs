@@ -27,267 +27,26 @@
 //!
 //! Only the CPU is supported ([`Model::supports_fast_train`]); other
 //! devices keep the candle path.
+//!
+//! The pieces: `kernels` (GEMMs, norms, RoPE, SiLU, linear layers),
+//! `attention` (causal attention forward and backward) and, here, the
+//! weight index, the tape, the gradient buffer and the per-block passes.
 
 use std::collections::HashMap;
+
+mod attention;
+mod kernels;
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use self::attention::{attention_bwd, attention_fwd};
+use self::kernels::*;
+pub(crate) use self::kernels::{linear_fwd, mm_nt, rms_fwd, rope_inplace, silu};
+
 use crate::error::{ModelError, Result};
-use crate::kernels;
+use crate::layout::{LayerNames, EMBED_TOKENS, FINAL_NORM, LM_HEAD};
 use crate::model::Model;
-
-/// A raw pointer that parallel tasks may share: every task writes a
-/// disjoint region of the buffer behind it.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to write disjoint regions from rayon tasks, while the
-// owning buffer outlives the parallel loop.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// The pointer (a method, so closures capture the whole `SendPtr`).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// `C (m x n, row stride c_rs) (+)= A (m x k) . B (k x n)`, with A and B
-/// given by row and column strides.
-///
-/// # Safety
-/// The pointers must cover every element the strides address.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_raw(
-    m: usize,
-    n: usize,
-    k: usize,
-    c: *mut f32,
-    c_rs: usize,
-    acc: bool,
-    a: *const f32,
-    a_rs: usize,
-    a_cs: usize,
-    b: *const f32,
-    b_rs: usize,
-    b_cs: usize,
-    parallel: bool,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !acc {
-            for i in 0..m {
-                for j in 0..n {
-                    *c.add(i * c_rs + j) = 0.0;
-                }
-            }
-        }
-        return;
-    }
-    let par = if parallel && m * n * k >= 1 << 15 && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    gemm::gemm(
-        m,
-        n,
-        k,
-        c,
-        1,
-        c_rs as isize,
-        acc,
-        a,
-        a_cs as isize,
-        a_rs as isize,
-        b,
-        b_cs as isize,
-        b_rs as isize,
-        1.0f32,
-        1.0f32,
-        false,
-        false,
-        false,
-        par,
-    );
-}
-
-/// `y[rows, out] (+)= x[rows, inn] . w[out, inn]^T`.
-pub(crate) fn mm_nt(
-    x: &[f32],
-    w: &[f32],
-    y: &mut [f32],
-    rows: usize,
-    inn: usize,
-    out: usize,
-    acc: bool,
-) {
-    assert!(x.len() >= rows * inn && w.len() >= out * inn && y.len() >= rows * out);
-    // SAFETY: the asserts bound every addressed element.
-    unsafe {
-        gemm_raw(
-            rows,
-            out,
-            inn,
-            y.as_mut_ptr(),
-            out,
-            acc,
-            x.as_ptr(),
-            inn,
-            1,
-            w.as_ptr(),
-            1,
-            inn,
-            true,
-        )
-    }
-}
-
-/// `dx[rows, inn] (+)= dy[rows, out] . w[out, inn]`.
-fn mm_nn(dy: &[f32], w: &[f32], dx: &mut [f32], rows: usize, out: usize, inn: usize, acc: bool) {
-    assert!(dy.len() >= rows * out && w.len() >= out * inn && dx.len() >= rows * inn);
-    // SAFETY: the asserts bound every addressed element.
-    unsafe {
-        gemm_raw(
-            rows,
-            inn,
-            out,
-            dx.as_mut_ptr(),
-            inn,
-            acc,
-            dy.as_ptr(),
-            out,
-            1,
-            w.as_ptr(),
-            inn,
-            1,
-            true,
-        )
-    }
-}
-
-/// `dw[out, inn] += dy[rows, out]^T . x[rows, inn]`.
-fn mm_tn_acc(dy: &[f32], x: &[f32], dw: &mut [f32], rows: usize, out: usize, inn: usize) {
-    assert!(dy.len() >= rows * out && x.len() >= rows * inn && dw.len() >= out * inn);
-    // SAFETY: the asserts bound every addressed element.
-    unsafe {
-        gemm_raw(
-            out,
-            inn,
-            rows,
-            dw.as_mut_ptr(),
-            inn,
-            true,
-            dy.as_ptr(),
-            1,
-            out,
-            x.as_ptr(),
-            inn,
-            1,
-            true,
-        )
-    }
-}
-
-/// Adds the column sums of `dy[rows, out]` to `db[out]`.
-fn colsum_acc(dy: &[f32], db: &mut [f32]) {
-    let out = db.len();
-    for row in dy.chunks_exact(out) {
-        for (b, &g) in db.iter_mut().zip(row) {
-            *b += g;
-        }
-    }
-}
-
-/// RMSNorm over rows of `w.len()`: `y = x * r * w`, `r = 1/sqrt(mean(x^2) + eps)`.
-pub(crate) fn rms_fwd(x: &[f32], w: &[f32], eps: f32, y: &mut [f32], r: &mut [f32]) {
-    let n = w.len();
-    y.par_chunks_mut(n * 64)
-        .zip(x.par_chunks(n * 64))
-        .zip(r.par_chunks_mut(64))
-        .for_each(|((yb, xb), rb)| {
-            for ((yr, xr), ri) in yb.chunks_exact_mut(n).zip(xb.chunks_exact(n)).zip(rb) {
-                let ms = xr.iter().map(|v| v * v).sum::<f32>() / n as f32;
-                let inv = 1.0 / (ms + eps).sqrt();
-                *ri = inv;
-                for ((o, &v), &g) in yr.iter_mut().zip(xr).zip(w) {
-                    *o = v * inv * g;
-                }
-            }
-        });
-}
-
-/// Backward of [`rms_fwd`]: `dx (+)= r * dy * w - x * r^3 * mean(dy * w * x)`
-/// and `dw += sum dy * x * r`.
-fn rms_bwd(x: &[f32], r: &[f32], w: &[f32], dy: &[f32], dx: &mut [f32], dw: &mut [f32], acc: bool) {
-    let n = w.len();
-    for (((xr, &ri), dyr), dxr) in x
-        .chunks_exact(n)
-        .zip(r)
-        .zip(dy.chunks_exact(n))
-        .zip(dx.chunks_exact_mut(n))
-    {
-        let mut dot = 0f32;
-        for ((&xv, &g), &wv) in xr.iter().zip(dyr).zip(w) {
-            dot += g * wv * xv;
-        }
-        let c = ri * ri * ri * dot / n as f32;
-        for (j, dxv) in dxr.iter_mut().enumerate() {
-            let v = ri * dyr[j] * w[j] - xr[j] * c;
-            if acc {
-                *dxv += v;
-            } else {
-                *dxv = v;
-            }
-            dw[j] += dyr[j] * xr[j] * ri;
-        }
-    }
-}
-
-/// Half-split RoPE of rows `[tokens, heads * d]` in place; `pos[i]` is
-/// token `i`'s position, `cos/sin` rows of `d / 2` per position. With
-/// `inverse`, rotates back (the backward pass).
-pub(crate) fn rope_inplace(
-    x: &mut [f32],
-    heads: usize,
-    d: usize,
-    pos: &[u32],
-    cos: &[f32],
-    sin: &[f32],
-    inverse: bool,
-) {
-    let half = d / 2;
-    let width = heads * d;
-    x.par_chunks_mut(width * 32)
-        .zip(pos.par_chunks(32))
-        .for_each(|(xb, pb)| {
-            for (row, &p) in xb.chunks_exact_mut(width).zip(pb) {
-                let c = &cos[p as usize * half..(p as usize + 1) * half];
-                let s = &sin[p as usize * half..(p as usize + 1) * half];
-                for hv in row.chunks_exact_mut(d) {
-                    let (a, b) = hv.split_at_mut(half);
-                    for (((x1, x2), &ci), &si) in a.iter_mut().zip(b.iter_mut()).zip(c).zip(s) {
-                        let (u, v) = (*x1, *x2);
-                        if inverse {
-                            *x1 = u * ci + v * si;
-                            *x2 = v * ci - u * si;
-                        } else {
-                            *x1 = u * ci - v * si;
-                            *x2 = v * ci + u * si;
-                        }
-                    }
-                }
-            }
-        });
-}
-
-/// `silu(g) * u`.
-pub(crate) fn silu(g: f32) -> f32 {
-    g / (1.0 + (-g).exp())
-}
 
 /// Index of every weight of the model in [`Model::named_weights`] order.
 #[derive(Debug, Clone)]
@@ -336,40 +95,40 @@ impl Index {
                     name: name.to_string(),
                 })
         };
-        let opt = |name: String| by.get(name.as_str()).copied();
+        let opt = |name: &str| by.get(name).copied();
         let mut layers = Vec::new();
         for l in 0..model.num_layers() {
-            let p = format!("model.layers.{l}");
+            let n = LayerNames::of(l);
             layers.push(LayerIdx {
-                ln1: get(&format!("{p}.input_layernorm.weight"))?,
-                wq: get(&format!("{p}.self_attn.q_proj.weight"))?,
-                bq: opt(format!("{p}.self_attn.q_proj.bias")),
-                wk: get(&format!("{p}.self_attn.k_proj.weight"))?,
-                bk: opt(format!("{p}.self_attn.k_proj.bias")),
-                wv: get(&format!("{p}.self_attn.v_proj.weight"))?,
-                bv: opt(format!("{p}.self_attn.v_proj.bias")),
-                wo: get(&format!("{p}.self_attn.o_proj.weight"))?,
-                bo: opt(format!("{p}.self_attn.o_proj.bias")),
-                qn: opt(format!("{p}.self_attn.q_norm.weight")),
-                kn: opt(format!("{p}.self_attn.k_norm.weight")),
-                ln2: get(&format!("{p}.post_attention_layernorm.weight"))?,
-                wg: get(&format!("{p}.mlp.gate_proj.weight"))?,
-                bg: opt(format!("{p}.mlp.gate_proj.bias")),
-                wu: get(&format!("{p}.mlp.up_proj.weight"))?,
-                bu: opt(format!("{p}.mlp.up_proj.bias")),
-                wd: get(&format!("{p}.mlp.down_proj.weight"))?,
-                bd: opt(format!("{p}.mlp.down_proj.bias")),
+                ln1: get(&n.input_norm)?,
+                wq: get(&n.q_proj.weight)?,
+                bq: opt(&n.q_proj.bias),
+                wk: get(&n.k_proj.weight)?,
+                bk: opt(&n.k_proj.bias),
+                wv: get(&n.v_proj.weight)?,
+                bv: opt(&n.v_proj.bias),
+                wo: get(&n.o_proj.weight)?,
+                bo: opt(&n.o_proj.bias),
+                qn: opt(&n.q_norm),
+                kn: opt(&n.k_norm),
+                ln2: get(&n.post_norm)?,
+                wg: get(&n.gate_proj.weight)?,
+                bg: opt(&n.gate_proj.bias),
+                wu: get(&n.up_proj.weight)?,
+                bu: opt(&n.up_proj.bias),
+                wd: get(&n.down_proj.weight)?,
+                bd: opt(&n.down_proj.bias),
             });
         }
-        let embed = get("model.embed_tokens.weight")?;
+        let embed = get(EMBED_TOKENS)?;
         Ok(Index {
             embed,
             layers,
-            norm: get("model.norm.weight")?,
+            norm: get(FINAL_NORM)?,
             lm: if model.config().tied_embeddings() {
                 embed
             } else {
-                get("lm_head.weight")?
+                get(LM_HEAD)?
             },
         })
     }
@@ -876,207 +635,4 @@ impl Model {
         }
         Ok(())
     }
-}
-
-/// `y[rows, out] = x . w^T + b`.
-pub(crate) fn linear_fwd(
-    x: &[f32],
-    w: &[f32],
-    b: Option<&[f32]>,
-    y: &mut [f32],
-    rows: usize,
-    inn: usize,
-    out: usize,
-) {
-    mm_nt(x, w, y, rows, inn, out, false);
-    if let Some(b) = b {
-        for row in y.chunks_exact_mut(out) {
-            for (v, &bv) in row.iter_mut().zip(b) {
-                *v += bv;
-            }
-        }
-    }
-}
-
-/// Causal attention per sequence and head; `p` receives the probabilities
-/// (`n x n` per sequence and head, zero above the diagonal), `o` the output.
-#[allow(clippy::too_many_arguments)]
-fn attention_fwd(
-    g: &Geo,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    p: &mut [f32],
-    o: &mut [f32],
-    starts: &[usize],
-    lens: &[usize],
-    poff: &[usize],
-) {
-    let (qw, kw, d) = (g.heads * g.d, g.kvh * g.d, g.d);
-    let grp = g.heads / g.kvh;
-    let scale = 1.0 / (d as f32).sqrt();
-    let (pp, op) = (SendPtr(p.as_mut_ptr()), SendPtr(o.as_mut_ptr()));
-    let tasks: Vec<(usize, usize)> = (0..lens.len())
-        .flat_map(|s| (0..g.heads).map(move |h| (s, h)))
-        .collect();
-    tasks.par_iter().for_each(|&(s, h)| {
-        let (n, st, kh) = (lens[s], starts[s], h / grp);
-        // SAFETY: task (s, h) writes only its own n x n block of p and the
-        // rows of sequence s, columns of head h, of o; reads are in bounds.
-        unsafe {
-            let pb = pp.get().add(poff[s] + h * n * n);
-            gemm_raw(
-                n,
-                n,
-                d,
-                pb,
-                n,
-                false,
-                q.as_ptr().add(st * qw + h * d),
-                qw,
-                1,
-                k.as_ptr().add(st * kw + kh * d),
-                1,
-                kw,
-                false,
-            );
-            let rows = std::slice::from_raw_parts_mut(pb, n * n);
-            let mut scores = vec![0f32; n];
-            for (i, row) in rows.chunks_exact_mut(n).enumerate() {
-                let (live, dead) = row.split_at_mut(i + 1);
-                scores[..=i].copy_from_slice(live);
-                kernels::softmax_scaled(&scores[..=i], live, scale);
-                dead.fill(0.0);
-            }
-            gemm_raw(
-                n,
-                d,
-                n,
-                op.get().add(st * qw + h * d),
-                qw,
-                false,
-                pb,
-                n,
-                1,
-                v.as_ptr().add(st * kw + kh * d),
-                kw,
-                1,
-                false,
-            );
-        }
-    });
-}
-
-/// Backward of [`attention_fwd`]: `dq`, `dk`, `dv` (overwritten) from the
-/// output gradient `dout`.
-#[allow(clippy::too_many_arguments)]
-fn attention_bwd(
-    g: &Geo,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    p: &[f32],
-    dout: &[f32],
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-    starts: &[usize],
-    lens: &[usize],
-    poff: &[usize],
-) {
-    let (qw, kw, d) = (g.heads * g.d, g.kvh * g.d, g.d);
-    let grp = g.heads / g.kvh;
-    let scale = 1.0 / (d as f32).sqrt();
-    let (dqp, dkp, dvp) = (
-        SendPtr(dq.as_mut_ptr()),
-        SendPtr(dk.as_mut_ptr()),
-        SendPtr(dv.as_mut_ptr()),
-    );
-    let tasks: Vec<(usize, usize)> = (0..lens.len())
-        .flat_map(|s| (0..g.kvh).map(move |kh| (s, kh)))
-        .collect();
-    tasks.par_iter().for_each(|&(s, kh)| {
-        let (n, st) = (lens[s], starts[s]);
-        let mut ds = vec![0f32; n * n];
-        for h in kh * grp..(kh + 1) * grp {
-            let first = h == kh * grp;
-            let pb = &p[poff[s] + h * n * n..poff[s] + (h + 1) * n * n];
-            // SAFETY: task (s, kh) writes the rows of sequence s in the
-            // columns of its query heads (dq) and of kv head kh (dk, dv).
-            unsafe {
-                let dob = dout.as_ptr().add(st * qw + h * d);
-                // dP = dO V^T.
-                gemm_raw(
-                    n,
-                    n,
-                    d,
-                    ds.as_mut_ptr(),
-                    n,
-                    false,
-                    dob,
-                    qw,
-                    1,
-                    v.as_ptr().add(st * kw + kh * d),
-                    1,
-                    kw,
-                    false,
-                );
-                // dS = P * (dP - rowsum(dP * P)) * scale.
-                for (dr, pr) in ds.chunks_exact_mut(n).zip(pb.chunks_exact(n)) {
-                    let dot: f32 = dr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                    for (x, &pv) in dr.iter_mut().zip(pr) {
-                        *x = pv * (*x - dot) * scale;
-                    }
-                }
-                // dQ = dS K.
-                gemm_raw(
-                    n,
-                    d,
-                    n,
-                    dqp.get().add(st * qw + h * d),
-                    qw,
-                    false,
-                    ds.as_ptr(),
-                    n,
-                    1,
-                    k.as_ptr().add(st * kw + kh * d),
-                    kw,
-                    1,
-                    false,
-                );
-                // dK (+)= dS^T Q.
-                gemm_raw(
-                    n,
-                    d,
-                    n,
-                    dkp.get().add(st * kw + kh * d),
-                    kw,
-                    !first,
-                    ds.as_ptr(),
-                    1,
-                    n,
-                    q.as_ptr().add(st * qw + h * d),
-                    qw,
-                    1,
-                    false,
-                );
-                // dV (+)= P^T dO.
-                gemm_raw(
-                    n,
-                    d,
-                    n,
-                    dvp.get().add(st * kw + kh * d),
-                    kw,
-                    !first,
-                    pb.as_ptr(),
-                    1,
-                    n,
-                    dob,
-                    qw,
-                    1,
-                    false,
-                );
-            }
-        }
-    });
 }
