@@ -71,24 +71,14 @@ pub enum PretrainError {
     /// An error of the training toolkit (optimizer, checkpoint files).
     #[error(transparent)]
     Train(#[from] rhythm_train::Error),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
     /// A bad setting or an unusable checkpoint.
     #[error("{0}")]
     Invalid(String),
 }
 
+/// An I/O error on `path` (the toolkit's [`rhythm_train::Error::Io`]).
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PretrainError + '_ {
-    move |source| PretrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| rhythm_train::io_err(path)(source).into()
 }
 
 /// Result alias of this module.
