@@ -70,6 +70,15 @@ const TOKENS: &[&[u8]] = &[
     b"\"target\"",
     b"\"prompt\"",
     b"\"answer\"",
+    b"\"step\"",
+    b"\"accuracy\"",
+    b"\"eval_accuracy\"",
+    b"\"adam_t\"",
+    b"\"files\"",
+    b"\"weight_map\"",
+    b"../",
+    b"attn.",
+    b"\"response_start\"",
 ];
 
 fn mutate(rng: &mut ChaCha8Rng, data: &mut Vec<u8>, pool: &[Vec<u8>]) {
@@ -187,6 +196,7 @@ fn corpora_replay_and_bounded_mutation_run() {
         total += pool.len() + iters;
     }
     std::panic::set_hook(hook);
+    rhythm_fuzz::remove_scratch();
     eprintln!(
         "fuzz: {total} inputs in {:.1}s, no panics",
         started.elapsed().as_secs_f64()
