@@ -103,6 +103,14 @@ fn one_line(msg: &str) {
     assert!(!msg.contains('\n'), "a multi-line error message: {msg:?}");
 }
 
+/// An error of the CLI's modules, printed as `rhythm` prints it (main.rs
+/// joins the causes with `: ` and turns line breaks into spaces, so text
+/// from the file may hold them): it must say something.
+fn cli_error(e: &anyhow::Error) {
+    let msg = format!("{e:#}").replace('\n', " ");
+    assert!(!msg.trim().is_empty(), "an empty error message");
+}
+
 /// The safetensors header check ([`check_safetensors_bytes`]) on a whole
 /// file, against the safetensors crate: a file that crate accepts must pass
 /// the check too (which is looser: it allows gaps between tensors). Such a
@@ -134,7 +142,7 @@ fn score_maps(data: &[u8]) {
     let path = scratch_file("maps.safetensors", data);
     let file = match score::read_maps(&path) {
         Ok(f) => f,
-        Err(e) => return one_line(&format!("{e:#}")),
+        Err(e) => return cli_error(&e),
     };
     let n = file.seq_len;
     assert!(n > 0 && file.heads > 0);
@@ -160,7 +168,7 @@ fn score_maps(data: &[u8]) {
                     assert_rows_valid(m, n, tol);
                 }
             }
-            Err(e) => one_line(&format!("{e:#}")),
+            Err(e) => cli_error(&e),
         }
     }
 }
@@ -269,7 +277,7 @@ pub fn jsonl(data: &[u8]) {
         one_line(&e.to_string());
     }
     if let Err(e) = jsonl::parse_records("f.jsonl", text) {
-        one_line(&format!("{e:#}"));
+        cli_error(&e);
     }
     match curves::parse_metrics("metrics.jsonl", text) {
         Ok(rows) => {
@@ -281,7 +289,7 @@ pub fn jsonl(data: &[u8]) {
                 assert!(r.eval_accuracy.is_none_or(|a| (0.0..=1.0).contains(&a)));
             }
         }
-        Err(e) => one_line(&format!("{e:#}")),
+        Err(e) => cli_error(&e),
     }
 }
 
@@ -307,7 +315,7 @@ pub fn toml(data: &[u8]) {
         Err(e) => one_line(&e.to_string()),
     }
     if let Err(e) = curves::parse_config("config.toml", text) {
-        one_line(&format!("{e:#}"));
+        cli_error(&e);
     }
 }
 

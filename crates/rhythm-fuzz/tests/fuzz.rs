@@ -202,3 +202,17 @@ fn corpora_replay_and_bounded_mutation_run() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Found by libFuzzer (`safetensors`): a tensor name holding a line break
+/// made `check_header`'s message two lines. Control characters from the
+/// file are now escaped.
+#[test]
+fn regression_safetensors_name_with_line_break() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/safetensors/regress_newline_in_name");
+    let bytes = std::fs::read(&path).unwrap();
+    let err = rhythm_model::weights::check_safetensors_bytes(&bytes).unwrap_err();
+    assert!(!err.contains('\n'), "{err:?}");
+    assert!(err.contains("tensor `\\ntropy`"), "{err:?}");
+    rhythm_fuzz::safetensors(&bytes);
+}
