@@ -70,6 +70,15 @@ const TOKENS: &[&[u8]] = &[
     b"\"target\"",
     b"\"prompt\"",
     b"\"answer\"",
+    b"\"step\"",
+    b"\"accuracy\"",
+    b"\"eval_accuracy\"",
+    b"\"adam_t\"",
+    b"\"files\"",
+    b"\"weight_map\"",
+    b"../",
+    b"attn.",
+    b"\"response_start\"",
 ];
 
 fn mutate(rng: &mut ChaCha8Rng, data: &mut Vec<u8>, pool: &[Vec<u8>]) {
@@ -187,8 +196,23 @@ fn corpora_replay_and_bounded_mutation_run() {
         total += pool.len() + iters;
     }
     std::panic::set_hook(hook);
+    rhythm_fuzz::remove_scratch();
     eprintln!(
         "fuzz: {total} inputs in {:.1}s, no panics",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Found by libFuzzer (`safetensors`): a tensor name holding a line break
+/// made `check_header`'s message two lines. Control characters from the
+/// file are now escaped.
+#[test]
+fn regression_safetensors_name_with_line_break() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/safetensors/regress_newline_in_name");
+    let bytes = std::fs::read(&path).unwrap();
+    let err = rhythm_model::weights::check_safetensors_bytes(&bytes).unwrap_err();
+    assert!(!err.contains('\n'), "{err:?}");
+    assert!(err.contains("tensor `\\ntropy`"), "{err:?}");
+    rhythm_fuzz::safetensors(&bytes);
 }

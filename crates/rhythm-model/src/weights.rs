@@ -217,8 +217,20 @@ fn st_dtype_bits(name: &str) -> Option<u64> {
 /// data section of `data_len` bytes: every tensor has a known dtype, a
 /// shape whose byte size (checked arithmetic) equals its offsets' span,
 /// offsets inside the data section, and no two tensors overlap. Returns
-/// the number of tensors, or a one-line description of the first problem.
+/// the number of tensors, or a one-line description of the first problem
+/// (control characters of names and values from the file are escaped).
 pub fn check_header(header: &[u8], data_len: u64) -> std::result::Result<usize, String> {
+    header_problem(header, data_len).map_err(|e| {
+        e.chars()
+            .map(|c| match c {
+                c if c.is_control() => c.escape_default().to_string(),
+                c => c.to_string(),
+            })
+            .collect()
+    })
+}
+
+fn header_problem(header: &[u8], data_len: u64) -> std::result::Result<usize, String> {
     let v: serde_json::Value =
         serde_json::from_slice(header).map_err(|e| format!("header is not JSON: {e}"))?;
     let obj = v
