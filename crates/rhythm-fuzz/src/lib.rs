@@ -37,7 +37,7 @@ use rhythm_model::Config;
 #[path = "../../rhythm-cli/src/common.rs"]
 mod common;
 #[allow(dead_code)]
-#[path = "../../rhythm-cli/src/curves.rs"]
+#[path = "../../rhythm-cli/src/curves/mod.rs"]
 mod curves;
 #[allow(dead_code)]
 #[path = "../../rhythm-cli/src/jsonl.rs"]
@@ -279,7 +279,7 @@ pub fn jsonl(data: &[u8]) {
     if let Err(e) = jsonl::parse_records("f.jsonl", text) {
         cli_error(&e);
     }
-    match curves::parse_metrics("metrics.jsonl", text) {
+    match curves::read::parse_metrics("metrics.jsonl", text) {
         Ok(rows) => {
             for w in rows.windows(2) {
                 assert!(w[0].step < w[1].step, "steps {} {}", w[0].step, w[1].step);
@@ -314,7 +314,7 @@ pub fn toml(data: &[u8]) {
         }
         Err(e) => one_line(&e.to_string()),
     }
-    if let Err(e) = curves::parse_config("config.toml", text) {
+    if let Err(e) = curves::read::parse_config("config.toml", text) {
         cli_error(&e);
     }
 }

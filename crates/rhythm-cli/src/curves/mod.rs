@@ -32,7 +32,7 @@
 //! smoothing), [`summary`] (methods, table, `summary.json`) and [`svg`]
 //! (the charts); this file holds the types they share and the command.
 
-mod read;
+pub(crate) mod read;
 mod smooth;
 mod summary;
 mod svg;
