@@ -33,8 +33,8 @@ for side in old new; do
     i=$((i + 1))
     c=${c//OUT/$work/$side}
     # shellcheck disable=SC2086
-    "$bin" $c >"$work/$side/$i.out" 2>"$work/$side/$i.err"
-    echo $? >"$work/$side/$i.rc"
+    "$bin" $c 2>"$work/$side/$i.err" | sed "s#$work/$side#OUT#g" >"$work/$side/$i.out"
+    echo "${PIPESTATUS[0]}" >"$work/$side/$i.rc"
   done
 done
 i=0
