@@ -82,15 +82,21 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             anyhow::bail!("{flag} {v}: expected at most {max}");
         }
     }
-    for (flag, v) in [("--train-size", args.train_size), ("--test-size", args.test_size)] {
+    for (name, v) in [
+        ("train_size", args.train_size),
+        ("test_size", args.test_size),
+    ] {
         if v > MAX_SPLIT {
-            bail!("{flag} {v}: expected at most {MAX_SPLIT}");
+            bail!("{name} = {v}, expected at most {MAX_SPLIT}");
         }
     }
     let mut tasks = match (&args.dataset, args.split.as_str()) {
         (Some(path), _) => args.data.load_tasks_file(path, args.task)?,
         (None, "test") | (None, "train") if args.task != TaskKind::Countdown => {
-            bail!("--task {:?} needs --dataset FILE (.jsonl or .parquet)", args.task)
+            bail!(
+                "--task {:?} needs --dataset FILE (.jsonl or .parquet)",
+                args.task
+            )
         }
         (None, "test") => rhythm_rl::tasks::countdown::splits(args.data_seed, 0, args.test_size)
             .test

@@ -41,9 +41,8 @@ pub fn read_records(path: &Path, data: &DataSettings) -> Result<Vec<Record>> {
 #[allow(dead_code)]
 pub fn parse_records(name: &str, text: &str) -> Result<Vec<Record>> {
     let data = DataSettings::default();
-    let loaded = rhythm_rl::data::read_jsonl_rows(text.as_bytes(), name, false, |row| {
-        data.example(row)
-    })?;
+    let loaded =
+        rhythm_rl::data::read_jsonl_rows(text.as_bytes(), name, false, |row| data.example(row))?;
     records(loaded, name)
 }
 
@@ -176,13 +175,28 @@ mod tests {
         assert!(r[1].origin.ends_with("f.jsonl:3"), "{}", r[1].origin);
         assert!(matches!(&r[2].prompt, Prompt::Messages(m) if m.len() == 1));
         assert_eq!(r[2].response.as_deref(), Some("e"));
-        let long = format!("\n{{\"prompt\": \"{}\"}}", "x".repeat(rhythm_rl::data::MAX_LINE_BYTES));
+        let long = format!(
+            "\n{{\"prompt\": \"{}\"}}",
+            "x".repeat(rhythm_rl::data::MAX_LINE_BYTES)
+        );
         for (bad, want) in [
-            ("{\"prompt\": \"a\"}\n{oops", "f.jsonl:2: expected one JSON object per line, found invalid JSON"),
-            ("{\"prompt\": 3}", "f.jsonl:1: expected \"prompt\" to be text"),
+            (
+                "{\"prompt\": \"a\"}\n{oops",
+                "f.jsonl:2: expected one JSON object per line, found invalid JSON",
+            ),
+            (
+                "{\"prompt\": 3}",
+                "f.jsonl:1: expected \"prompt\" to be text",
+            ),
             ("\n\n[1]", "f.jsonl:3: expected a JSON object"),
-            ("{\"response\": \"x\"}", "f.jsonl:1: expected a \"prompt\" or \"messages\" field"),
-            ("{\"prompt\": \"a\", \"response\": 1}", "f.jsonl:1: expected \"response\""),
+            (
+                "{\"response\": \"x\"}",
+                "f.jsonl:1: expected a \"prompt\" or \"messages\" field",
+            ),
+            (
+                "{\"prompt\": \"a\", \"response\": 1}",
+                "f.jsonl:1: expected \"response\"",
+            ),
             ("\n", "no prompts"),
             (long.as_str(), "f.jsonl:2: line of 1048590 bytes is longer"),
         ] {

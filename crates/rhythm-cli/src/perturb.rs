@@ -23,7 +23,7 @@ use clap::Args;
 use rhythm_model::{DeviceSettings, SamplingParams};
 use serde_json::{json, Value};
 
-use crate::analyze::{params_json, prepare, probe, PromptBuilder, AnalysisOpts};
+use crate::analyze::{params_json, prepare, probe, AnalysisOpts, PromptBuilder};
 use crate::common::progress;
 use crate::jsonl::{check_destination, read_records, write_atomic};
 

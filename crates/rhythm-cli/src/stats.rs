@@ -9,7 +9,7 @@ use rhythm_core::CouplingStats;
 use rhythm_model::DeviceSettings;
 use serde_json::{json, Value};
 
-use crate::analyze::{params_json, prepare, probe, PromptBuilder, AnalysisOpts, GenOpts};
+use crate::analyze::{params_json, prepare, probe, AnalysisOpts, GenOpts, PromptBuilder};
 use crate::common::progress;
 use crate::jsonl::{check_destination, read_records, write_atomic};
 

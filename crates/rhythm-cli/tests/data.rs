@@ -150,7 +150,10 @@ fn conversational_rows_go_through_the_chat_template() {
     // The final assistant message is the analysed response.
     assert_eq!(first["response"], "so 2+3=5.");
     assert_eq!(first["generated"], false);
-    assert!(first["origin"].as_str().unwrap().ends_with("conversational.parquet: row 1"));
+    assert!(first["origin"]
+        .as_str()
+        .unwrap()
+        .ends_with("conversational.parquet: row 1"));
     // Plain text stays plain unless --chat-template on.
     for (mode, templated) in [("auto", false), ("on", true)] {
         let out = tmp.path().join(mode);
@@ -171,7 +174,10 @@ fn conversational_rows_go_through_the_chat_template() {
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap())
                 .unwrap();
-        let first = doc["responses"][0]["prompt_tokens"][0].as_str().unwrap().to_string();
+        let first = doc["responses"][0]["prompt_tokens"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(first == "<|im_start|>", templated, "{mode}: {first}");
     }
     // --chat-template off refuses a conversation.
@@ -199,7 +205,11 @@ fn bad_templates_are_one_line_errors() {
         std::fs::copy(&f, m.join(f.file_name().unwrap())).unwrap();
     }
     let input = fixture("conversational.jsonl");
-    std::fs::write(m.join("chat_template.jinja"), "{% for x in messages %}{{ x.role }").unwrap();
+    std::fs::write(
+        m.join("chat_template.jinja"),
+        "{% for x in messages %}{{ x.role }",
+    )
+    .unwrap();
     assert_one_line_error(
         &["analyze", "--model", s(&m), "--input", s(&input)],
         &["chat_template.jinja", "cannot compile: syntax error"],
@@ -211,7 +221,12 @@ fn bad_templates_are_one_line_errors() {
     .unwrap();
     assert_one_line_error(
         &["perturb", "--model", s(&m), "--input", s(&input)],
-        &["conversational.jsonl:1:", "chat_template.jinja", "cannot render", "this model takes no system prompt"],
+        &[
+            "conversational.jsonl:1:",
+            "chat_template.jinja",
+            "cannot render",
+            "this model takes no system prompt",
+        ],
     );
     // A model without a template cannot render a conversation.
     let bare = root().join("fixtures/models/tiny-qwen3");
@@ -226,7 +241,17 @@ fn bad_rows_and_files_are_one_line_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let m = chat_model();
     let eval = |data: &std::path::Path, extra: &[&str], wants: &[&str]| {
-        let mut args = vec!["eval", "--model", s(&m), "--task", "math", "--dataset", s(data), "--max-new-tokens", "2"];
+        let mut args = vec![
+            "eval",
+            "--model",
+            s(&m),
+            "--task",
+            "math",
+            "--dataset",
+            s(data),
+            "--max-new-tokens",
+            "2",
+        ];
         args.extend_from_slice(extra);
         assert_one_line_error(&args, wants);
     };
@@ -245,7 +270,11 @@ fn bad_rows_and_files_are_one_line_errors() {
     );
     // Wrong column types in parquet.
     eval(&fixture("bad-types.parquet"), &[], &["bad-types.parquet: row 1: expected \"prompt\" to be text or a list of messages, found a number"]);
-    eval(&fixture("bad-binary.parquet"), &[], &["bad-binary.parquet: row 1: column \"prompt\": binary data, expected text"]);
+    eval(
+        &fixture("bad-binary.parquet"),
+        &[],
+        &["bad-binary.parquet: row 1: column \"prompt\": binary data, expected text"],
+    );
     // A corrupt parquet file: cut short, or not parquet at all.
     let bytes = std::fs::read(fixture("conversational.parquet")).unwrap();
     let cut = tmp.path().join("cut.parquet");
@@ -257,16 +286,41 @@ fn bad_rows_and_files_are_one_line_errors() {
     // Training refuses them the same way.
     let out = tmp.path().join("run");
     assert_one_line_error(
-        &["train", "--model", s(&m), "--task", "math", "--dataset", s(&cut), "--steps", "1", "--out", s(&out), "--no-progress"],
+        &[
+            "train",
+            "--model",
+            s(&m),
+            "--task",
+            "math",
+            "--dataset",
+            s(&cut),
+            "--steps",
+            "1",
+            "--out",
+            s(&out),
+            "--no-progress",
+        ],
         &["cut.parquet: not a readable parquet file"],
     );
     // Skipping is explicit, and counted.
     let (code, out, err) = rhythm(&[
-        "eval", "--model", s(&m), "--task", "math", "--dataset", s(&missing), "--max-new-tokens", "2",
-        "--skip-invalid-rows", "--json",
+        "eval",
+        "--model",
+        s(&m),
+        "--task",
+        "math",
+        "--dataset",
+        s(&missing),
+        "--max-new-tokens",
+        "2",
+        "--skip-invalid-rows",
+        "--json",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("missing.jsonl: skipped 2 invalid rows of 3 (skip_invalid_rows)"), "{err}");
+    assert!(
+        err.contains("missing.jsonl: skipped 2 invalid rows of 3 (skip_invalid_rows)"),
+        "{err}"
+    );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["n"], 1);
 }

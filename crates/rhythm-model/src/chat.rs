@@ -129,9 +129,9 @@ impl ChatTemplate {
                 return Err(bad(
                     &config_path,
                     format!(
-                        "expected a string or a list of {{\"name\", \"template\"}} objects, found {}",
-                        json_kind(other)
-                    ),
+                    "expected a string or a list of {{\"name\", \"template\"}} objects, found {}",
+                    json_kind(other)
+                ),
                 ))
             }
         };
@@ -184,9 +184,12 @@ impl ChatTemplate {
             .env
             .get_template(NAME)
             .map_err(|e| bad(&self.source, jinja_message(&e)))?;
-        template
-            .render(JValue::from_serialize(&ctx))
-            .map_err(|e| bad(&self.source, format!("cannot render: {}", jinja_message(&e))))
+        template.render(JValue::from_serialize(&ctx)).map_err(|e| {
+            bad(
+                &self.source,
+                format!("cannot render: {}", jinja_message(&e)),
+            )
+        })
     }
 }
 
@@ -456,13 +459,11 @@ fn pick_default(list: &[Value], path: &Path) -> Result<String> {
         match (name, template) {
             (Some("default"), Some(t)) => return Ok(t.to_string()),
             (Some(n), Some(_)) => names.push(n.to_string()),
-            _ => {
-                return Err(bad(
-                    path,
-                    "expected each entry of the list to be {\"name\": string, \"template\": string}"
-                        .into(),
-                ))
-            }
+            _ => return Err(bad(
+                path,
+                "expected each entry of the list to be {\"name\": string, \"template\": string}"
+                    .into(),
+            )),
         }
     }
     Err(bad(
@@ -481,31 +482,30 @@ fn pick_default(list: &[Value], path: &Path) -> Result<String> {
 fn special_tokens(config: &Map<String, Value>, path: &Path) -> Result<Map<String, Value>> {
     let mut out = Map::new();
     for key in SPECIAL_KEYS {
-        let token = match config.get(*key) {
-            None | Some(Value::Null) => continue,
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Object(o)) => match o.get("content") {
+        let token =
+            match config.get(*key) {
+                None | Some(Value::Null) => continue,
                 Some(Value::String(s)) => s.clone(),
-                _ => {
-                    return Err(ModelError::InvalidConfig {
+                Some(Value::Object(o)) => match o.get("content") {
+                    Some(Value::String(s)) => s.clone(),
+                    _ => return Err(ModelError::InvalidConfig {
                         path: path.to_path_buf(),
                         field: key.to_string(),
                         msg: "expected a string or an AddedToken object with a string \"content\""
                             .into(),
+                    }),
+                },
+                Some(other) => {
+                    return Err(ModelError::InvalidConfig {
+                        path: path.to_path_buf(),
+                        field: key.to_string(),
+                        msg: format!(
+                            "expected a string or an AddedToken object, found {}",
+                            json_kind(other)
+                        ),
                     })
                 }
-            },
-            Some(other) => {
-                return Err(ModelError::InvalidConfig {
-                    path: path.to_path_buf(),
-                    field: key.to_string(),
-                    msg: format!(
-                        "expected a string or an AddedToken object, found {}",
-                        json_kind(other)
-                    ),
-                })
-            }
-        };
+            };
         out.insert(key.to_string(), Value::String(token));
     }
     Ok(out)
@@ -953,20 +953,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "True None 2");
-        let e = render("{{ raise_exception('no system role') }}", json!([{"role": "x"}]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("t.jinja: field `chat_template`: cannot render:"), "{e}");
+        let e = render(
+            "{{ raise_exception('no system role') }}",
+            json!([{"role": "x"}]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("t.jinja: field `chat_template`: cannot render:"),
+            "{e}"
+        );
         assert!(e.contains("no system role"), "{e}");
         assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]
     fn a_syntax_error_names_the_file_and_line() {
-        let e = ChatTemplate::new(Path::new("m/chat_template.jinja"), "a\n{% if %}", Map::new())
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("m/chat_template.jinja: field `chat_template`: cannot compile: syntax error"), "{e}");
+        let e = ChatTemplate::new(
+            Path::new("m/chat_template.jinja"),
+            "a\n{% if %}",
+            Map::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "m/chat_template.jinja: field `chat_template`: cannot compile: syntax error"
+            ),
+            "{e}"
+        );
         assert!(e.contains("line 2"), "{e}");
     }
 
@@ -1018,7 +1033,9 @@ mod tests {
         assert!(Prompt::from_json(&json!([{"content": "x"}]))
             .unwrap_err()
             .contains("message 0: expected a \"role\" field"));
-        assert!(Prompt::from_json(&json!(3)).unwrap_err().contains("found a number"));
+        assert!(Prompt::from_json(&json!(3))
+            .unwrap_err()
+            .contains("found a number"));
         assert_eq!("on".parse::<ChatMode>().unwrap(), ChatMode::On);
         let e = "maybe".parse::<ChatMode>().unwrap_err().to_string();
         assert!(e.contains("'maybe': expected auto, on or off"), "{e}");

@@ -84,9 +84,13 @@ fn the_model_path_matches_too() {
     let text_ids = on
         .encode(&model, &Prompt::Text("what is 2+3?".into()))
         .unwrap();
-    let messages = Prompt::from_json(&serde_json::json!([{"role": "user", "content": "what is 2+3?"}]))
-        .unwrap();
-    assert_eq!(text_ids, ChatSettings::default().encode(&model, &messages).unwrap());
+    let messages =
+        Prompt::from_json(&serde_json::json!([{"role": "user", "content": "what is 2+3?"}]))
+            .unwrap();
+    assert_eq!(
+        text_ids,
+        ChatSettings::default().encode(&model, &messages).unwrap()
+    );
     let plain = ChatSettings::default()
         .encode(&model, &Prompt::Text("what is 2+3?".into()))
         .unwrap();
@@ -104,7 +108,10 @@ fn the_model_path_matches_too() {
         .encode(&bare, &messages)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("tiny-qwen3/chat_template.jinja: file not found (expected a chat template"), "{e}");
+    assert!(
+        e.contains("tiny-qwen3/chat_template.jinja: file not found (expected a chat template"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -127,9 +134,15 @@ fn bad_template_files_are_one_line_errors() {
     let e = ChatTemplate::from_dir(dir).unwrap_err().to_string();
     assert!(e.contains("expected a string or a list"), "{e}");
     // A bad bos_token.
-    write("tokenizer_config.json", r#"{"bos_token": 5, "chat_template": "x"}"#);
+    write(
+        "tokenizer_config.json",
+        r#"{"bos_token": 5, "chat_template": "x"}"#,
+    );
     let e = ChatTemplate::from_dir(dir).unwrap_err().to_string();
-    assert!(e.contains("field `bos_token`: expected a string or an AddedToken object, found a number"), "{e}");
+    assert!(
+        e.contains("field `bos_token`: expected a string or an AddedToken object, found a number"),
+        "{e}"
+    );
     // Invalid JSON.
     write("tokenizer_config.json", "{");
     let e = ChatTemplate::from_dir(dir).unwrap_err().to_string();
@@ -138,10 +151,16 @@ fn bad_template_files_are_one_line_errors() {
     write("tokenizer_config.json", r#"{"chat_template": "ok"}"#);
     write("chat_template.jinja", "{% for m in messages %}{{ m.role }");
     let e = ChatTemplate::from_dir(dir).unwrap_err().to_string();
-    assert!(e.contains("chat_template.jinja: field `chat_template`: cannot compile: syntax error"), "{e}");
+    assert!(
+        e.contains("chat_template.jinja: field `chat_template`: cannot compile: syntax error"),
+        "{e}"
+    );
     assert!(!e.contains('\n'), "{e}");
     // A template that fails while rendering.
-    write("chat_template.jinja", "{{ messages[0].content.upper() + 1 }}");
+    write(
+        "chat_template.jinja",
+        "{{ messages[0].content.upper() + 1 }}",
+    );
     let t = ChatTemplate::from_dir(dir).unwrap().unwrap();
     let e = t
         .render(
@@ -150,6 +169,9 @@ fn bad_template_files_are_one_line_errors() {
         )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("chat_template.jinja: field `chat_template`: cannot render: "), "{e}");
+    assert!(
+        e.contains("chat_template.jinja: field `chat_template`: cannot render: "),
+        "{e}"
+    );
     assert!(!e.contains('\n'), "{e}");
 }

@@ -122,7 +122,10 @@ pub struct Loaded<T> {
 /// Whether `path` is read as parquet (by its extension).
 pub fn is_parquet(path: &Path) -> bool {
     matches!(
-        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("parquet" | "pq")
     )
 }
@@ -364,7 +367,8 @@ impl DataSettings {
     /// The example in one row (see the module docs for the shapes).
     pub fn example(&self, row: &Map<String, Value>) -> Result<Example, String> {
         let mut completion = None;
-        let prompt = if let Some(messages) = row.get(&self.messages_field).filter(|v| !v.is_null()) {
+        let prompt = if let Some(messages) = row.get(&self.messages_field).filter(|v| !v.is_null())
+        {
             let field = &self.messages_field;
             let Value::Array(list) = messages else {
                 return Err(format!(
@@ -380,9 +384,10 @@ impl DataSettings {
                 == Some("assistant")
             {
                 let last = list.pop().expect("non-empty");
-                completion = Some(message_text(&last).map_err(|m| {
-                    format!("\"{field}\": the final assistant message: {m}")
-                })?);
+                completion = Some(
+                    message_text(&last)
+                        .map_err(|m| format!("\"{field}\": the final assistant message: {m}"))?,
+                );
             }
             if list.is_empty() {
                 return Err(format!(
@@ -393,9 +398,7 @@ impl DataSettings {
         } else if let Some(value) = row.get(&self.prompt_field) {
             let field = &self.prompt_field;
             match value {
-                Value::String(s) if s.is_empty() => {
-                    return Err(format!("\"{field}\" is empty"))
-                }
+                Value::String(s) if s.is_empty() => return Err(format!("\"{field}\" is empty")),
                 Value::String(_) | Value::Array(_) => {
                     Prompt::from_json(value).map_err(|m| format!("\"{field}\": {m}"))?
                 }
@@ -606,7 +609,9 @@ mod tests {
     fn standard_and_conversational_rows() {
         let s = DataSettings::default();
         let e = s
-            .example(&obj(json!({"prompt": "2+2?", "completion": "4", "answer": 4})))
+            .example(&obj(
+                json!({"prompt": "2+2?", "completion": "4", "answer": 4}),
+            ))
             .unwrap();
         assert_eq!(e.prompt, Prompt::Text("2+2?".into()));
         assert_eq!(e.completion.as_deref(), Some("4"));
@@ -640,7 +645,10 @@ mod tests {
             ..DataSettings::default()
         };
         let t = r
-            .task(&obj(json!({"question": "q", "label": "B"})), TaskKind::Choice)
+            .task(
+                &obj(json!({"question": "q", "label": "B"})),
+                TaskKind::Choice,
+            )
             .unwrap();
         assert_eq!(
             t,
@@ -655,14 +663,35 @@ mod tests {
     fn bad_rows_are_named() {
         let s = DataSettings::default();
         for (row, want) in [
-            (json!({"x": 1}), "expected a \"prompt\" or \"messages\" field, found an object with keys \"x\""),
-            (json!({"prompt": 3}), "expected \"prompt\" to be text or a list of messages, found a number"),
+            (
+                json!({"x": 1}),
+                "expected a \"prompt\" or \"messages\" field, found an object with keys \"x\"",
+            ),
+            (
+                json!({"prompt": 3}),
+                "expected \"prompt\" to be text or a list of messages, found a number",
+            ),
             (json!({"prompt": ""}), "\"prompt\" is empty"),
-            (json!({"messages": "hi"}), "expected \"messages\" to be a list"),
-            (json!({"messages": [{"role": "assistant", "content": "x"}]}), "to hold a prompt before"),
-            (json!({"messages": [{"content": "x"}]}), "\"messages\": message 0: expected a \"role\" field"),
-            (json!({"prompt": "a", "answer": [1]}), "expected \"answer\" to be a string or a number, found an array"),
-            (json!({"prompt": "a", "completion": 2}), "expected \"completion\" to be text"),
+            (
+                json!({"messages": "hi"}),
+                "expected \"messages\" to be a list",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "content": "x"}]}),
+                "to hold a prompt before",
+            ),
+            (
+                json!({"messages": [{"content": "x"}]}),
+                "\"messages\": message 0: expected a \"role\" field",
+            ),
+            (
+                json!({"prompt": "a", "answer": [1]}),
+                "expected \"answer\" to be a string or a number, found an array",
+            ),
+            (
+                json!({"prompt": "a", "completion": 2}),
+                "expected \"completion\" to be text",
+            ),
         ] {
             let e = s.example(&obj(row)).unwrap_err();
             assert!(e.contains(want), "{e}");
@@ -694,7 +723,10 @@ mod tests {
             .load_tasks_file(&path, TaskKind::Math)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("d.jsonl:3: expected \"prompt\" to be text"), "{e}");
+        assert!(
+            e.contains("d.jsonl:3: expected \"prompt\" to be text"),
+            "{e}"
+        );
         let lenient = DataSettings {
             skip_invalid_rows: true,
             ..DataSettings::default()
@@ -710,6 +742,12 @@ mod tests {
             .load_tasks_file(&only_long, TaskKind::Math)
             .unwrap_err()
             .to_string();
-        assert!(e.contains(&format!("l.jsonl:1: line of {} bytes is longer", MAX_LINE_BYTES + 10)), "{e}");
+        assert!(
+            e.contains(&format!(
+                "l.jsonl:1: line of {} bytes is longer",
+                MAX_LINE_BYTES + 10
+            )),
+            "{e}"
+        );
     }
 }
