@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rhythm_core::{chunk_ids, HeadSummary, Horizon, Layers, MetricSettings, Params, Rhythm};
-use rhythm_model::{DeviceSettings, Pretrained, ProbeExtras, SamplingParams, Tensor};
+use rhythm_model::{ChatTemplate, DeviceSettings, Pretrained, ProbeExtras, SamplingParams, Tensor};
+use rhythm_rl::data::DataSettings;
 use serde_json::{json, Value};
 
 use crate::common::{progress, sparkline};
@@ -125,9 +126,14 @@ pub struct AnalyzeArgs {
     /// The response to analyse (default: generate one).
     #[arg(long, requires = "prompt")]
     pub response: Option<String>,
-    /// A JSONL file of `{"prompt": ..., "response": ...}` lines (response optional).
+    /// A JSONL or parquet file of prompts with optional responses, in TRL's
+    /// standard (`prompt`, `completion`) or conversational (`messages`)
+    /// format (docs/own-model-and-data.md).
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// Columns, invalid rows and the chat template.
+    #[command(flatten)]
+    pub data: DataSettings,
     /// Output directory: `analysis.json` and `report.html` (created if needed).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -175,16 +181,52 @@ fn encode_plain(model: &Pretrained, text: &str) -> Result<Vec<u32>> {
     Ok(enc.get_ids().to_vec())
 }
 
+/// How prompts become ids: the data settings and the model's chat
+/// template, loaded once, when the first prompt needs it.
+pub struct PromptBuilder {
+    data: DataSettings,
+    template: std::cell::OnceCell<Option<ChatTemplate>>,
+}
+
+impl PromptBuilder {
+    /// A builder for `data`'s settings.
+    pub fn new(data: &DataSettings) -> Self {
+        PromptBuilder {
+            data: data.clone(),
+            template: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The prompt's ids (through the chat template when the prompt is a
+    /// list of messages, or with `--chat-template on`).
+    pub fn encode(&self, model: &Pretrained, rec: &Record) -> Result<Vec<u32>> {
+        let at = |e: rhythm_model::ModelError| anyhow::anyhow!("{}: {e}", rec.origin);
+        let chat = &self.data.chat;
+        let template = match chat.messages(&rec.prompt).map_err(at)? {
+            None => None,
+            Some(_) => {
+                if self.template.get().is_none() {
+                    let loaded = chat.load_template(&model.dir).map_err(at)?;
+                    let _ = self.template.set(loaded);
+                }
+                self.template.get().and_then(Option::as_ref)
+            }
+        };
+        chat.encode_with(model, template, &rec.prompt).map_err(at)
+    }
+}
+
 /// Tokenizes a record's prompt and response, generating the response with
 /// `sampling` (stream `stream` of its seed) when the record has none. A
 /// generated response loses its final EOS token. Fails on an empty response.
 pub fn prepare(
     model: &Pretrained,
+    prompts: &PromptBuilder,
     rec: &Record,
     sampling: &SamplingParams,
     stream: u64,
 ) -> Result<Sequence> {
-    let prompt = model.encode(&rec.prompt)?;
+    let prompt = prompts.encode(model, rec)?;
     if prompt.is_empty() {
         bail!("{}: the prompt has no tokens", rec.origin);
     }
@@ -518,6 +560,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         args.input.as_deref(),
         args.prompt.as_deref().or(countdown_prompt.as_deref()),
         args.response.as_deref(),
+        &args.data,
     )?;
     if let (Some(i), Some(rec)) = (args.countdown, records.first_mut()) {
         rec.origin = format!("--countdown {i}");
@@ -531,10 +574,11 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     }
     let layers = args.opts.layers(&model)?;
     let sampling = args.gen.sampling(&model);
+    let prompts = PromptBuilder::new(&args.data);
     let bar = progress(records.len() as u64, "analyze");
     let mut responses = Vec::with_capacity(records.len());
     for (i, rec) in records.iter().enumerate() {
-        let seq = prepare(&model, rec, &sampling, i as u64)?;
+        let seq = prepare(&model, &prompts, rec, &sampling, i as u64)?;
         let pr = probe(&model, &seq, &layers, &params, args.bins, false)?;
         responses.push(response_json(&model, rec, &seq, &pr)?);
         bar.inc(1);

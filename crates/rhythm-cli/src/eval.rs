@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use rhythm_model::DeviceSettings;
-use rhythm_rl::config::{Style, TaskKind, TrainConfig};
+use rhythm_rl::config::{Style, TaskKind, MAX_SPLIT};
+use rhythm_rl::data::DataSettings;
 use rhythm_rl::eval::{evaluate, EvalConfig};
-use rhythm_rl::trainer::load_tasks;
 
 /// Arguments of `rhythm eval`.
 #[derive(Args, Debug)]
@@ -24,9 +24,13 @@ pub struct EvalArgs {
     /// Split of the generated Countdown data: train or test.
     #[arg(long, default_value = "test")]
     pub split: String,
-    /// A JSONL file to evaluate instead of a generated split.
+    /// A JSONL or parquet file to evaluate instead of a generated split
+    /// (TRL's standard or conversational format, with the answer column).
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Columns, invalid rows and the chat template (as in `train`).
+    #[command(flatten)]
+    pub data: DataSettings,
     /// Seed of the generated Countdown splits.
     #[arg(long, default_value_t = 0)]
     pub data_seed: u64,
@@ -78,41 +82,33 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             anyhow::bail!("{flag} {v}: expected at most {max}");
         }
     }
-    let cfg = TrainConfig {
-        task: args.task,
-        dataset: args.dataset.clone(),
-        data_seed: args.data_seed,
-        train_size: if args.split == "train" {
-            args.train_size
-        } else {
-            0
-        },
-        test_size: args.test_size,
-        ..TrainConfig::default()
-    };
-    cfg.check_sizes()?;
-    let mut tasks = match (args.dataset.is_some(), args.split.as_str()) {
-        (true, _) => {
-            load_tasks(&TrainConfig {
-                eval_dataset: args.dataset.clone(),
-                ..cfg
-            })?
-            .0
+    for (name, v) in [
+        ("train_size", args.train_size),
+        ("test_size", args.test_size),
+    ] {
+        if v > MAX_SPLIT {
+            bail!("{name} = {v}, expected at most {MAX_SPLIT}");
         }
-        (false, "test") | (false, "train") if args.task != TaskKind::Countdown => {
-            bail!("--task {:?} needs --dataset FILE.jsonl", args.task)
+    }
+    let mut tasks = match (&args.dataset, args.split.as_str()) {
+        (Some(path), _) => args.data.load_tasks_file(path, args.task)?,
+        (None, "test") | (None, "train") if args.task != TaskKind::Countdown => {
+            bail!(
+                "--task {:?} needs --dataset FILE (.jsonl or .parquet)",
+                args.task
+            )
         }
-        (false, "test") => rhythm_rl::tasks::countdown::splits(args.data_seed, 0, args.test_size)
+        (None, "test") => rhythm_rl::tasks::countdown::splits(args.data_seed, 0, args.test_size)
             .test
             .into_iter()
             .map(rhythm_rl::tasks::Task::Countdown)
             .collect(),
-        (false, "train") => rhythm_rl::tasks::countdown::splits(args.data_seed, args.train_size, 0)
+        (None, "train") => rhythm_rl::tasks::countdown::splits(args.data_seed, args.train_size, 0)
             .train
             .into_iter()
             .map(rhythm_rl::tasks::Task::Countdown)
             .collect(),
-        (false, s) => bail!("--split '{s}': expected train or test"),
+        (None, s) => bail!("--split '{s}': expected train or test"),
     };
     if let Some(n) = args.limit {
         tasks.truncate(n);
@@ -126,6 +122,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         batch_size: args.batch_size,
         format_score: args.format_score,
         style: args.prompt_style.into(),
+        chat: args.data.chat,
     };
     let report = evaluate(&model, &tasks, &ec)?;
     if args.json {

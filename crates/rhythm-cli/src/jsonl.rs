@@ -1,9 +1,14 @@
 //! Prompt files for `analyze`, `stats` and `perturb`, and atomic output.
 //!
-//! An input file holds one JSON object per line, `{"prompt": ..., "response":
-//! ...}`, with `response` optional (other fields are ignored). Blank lines are
-//! skipped. The whole file is read and checked before any model work, and a
-//! malformed line is reported as `FILE:LINE: what is wrong`.
+//! An input file is JSONL or parquet in TRL's standard or conversational
+//! format (read by [`rhythm_rl::data`], with the column names of
+//! [`DataSettings`]): `{"prompt": ..., "completion": ...}` (or today's
+//! `"response"`), with the completion optional, or `{"messages": [...]}`
+//! whose final assistant message, if any, is the response to analyse. A
+//! prompt that is a list of messages goes through the model's chat
+//! template. The whole file is read and checked before any model work, and
+//! a malformed row is reported as `FILE:LINE: what is wrong` (`FILE: row
+//! N: ...` for parquet).
 //!
 //! Output files are written to a temporary file in the destination directory
 //! and renamed into place, so a reader never sees a half-written file.
@@ -12,78 +17,49 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use rhythm_model::Prompt;
+use rhythm_rl::data::{DataSettings, Example, Loaded};
 
 /// One prompt (and optionally its response) from an input file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
-    /// The prompt text.
-    pub prompt: String,
+    /// The prompt: text, or messages for the chat template.
+    pub prompt: Prompt,
     /// The response text to analyse; `None` = generate one.
     pub response: Option<String>,
     /// Where it came from: `FILE:LINE`, or `--prompt` for the command line.
     pub origin: String,
 }
 
-/// Longest input line accepted, in bytes (1 MiB, some 250k tokens of
-/// English, more than any supported model's context). Checked before a
-/// line is parsed or tokenized: tokenizing takes a few hundred times the
-/// text's size in memory.
-pub const MAX_LINE_BYTES: usize = 1 << 20;
-
-/// Parses the text of a JSONL prompt file (`name` is used in messages).
-pub fn parse_records(name: &str, text: &str) -> Result<Vec<Record>> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let origin = format!("{name}:{}", i + 1);
-        if line.len() > MAX_LINE_BYTES {
-            bail!(
-                "{origin}: line of {} bytes is longer than the {MAX_LINE_BYTES}-byte limit",
-                line.len()
-            );
-        }
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| anyhow::anyhow!("{origin}: not valid JSON ({e})"))?;
-        let obj = match v.as_object() {
-            Some(o) => o,
-            None => {
-                bail!("{origin}: expected a JSON object {{\"prompt\": ..., \"response\": ...}}")
-            }
-        };
-        let prompt = match obj.get("prompt") {
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => bail!("{origin}: \"prompt\" must be a string"),
-            None => bail!("{origin}: missing \"prompt\""),
-        };
-        if prompt.is_empty() {
-            bail!("{origin}: \"prompt\" is empty");
-        }
-        let response = match obj.get("response") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => bail!("{origin}: \"response\" must be a string or null"),
-        };
-        out.push(Record {
-            prompt,
-            response,
-            origin,
-        });
-    }
-    if out.is_empty() {
-        bail!("{name}: no prompts (expected one JSON object per line)");
-    }
-    Ok(out)
+/// Reads and checks a JSONL or parquet prompt file.
+pub fn read_records(path: &Path, data: &DataSettings) -> Result<Vec<Record>> {
+    records(data.load_examples(path)?, &path.display().to_string())
 }
 
-/// Reads and parses a JSONL prompt file.
-pub fn read_records(path: &Path) -> Result<Vec<Record>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_records(&path.display().to_string(), &text)
+/// Parses the text of a JSONL prompt file with the default columns (`name`
+/// is used in messages); the fuzz target's entry point.
+#[allow(dead_code)]
+pub fn parse_records(name: &str, text: &str) -> Result<Vec<Record>> {
+    let data = DataSettings::default();
+    let loaded =
+        rhythm_rl::data::read_jsonl_rows(text.as_bytes(), name, false, |row| data.example(row))?;
+    records(loaded, name)
+}
+
+fn records(loaded: Loaded<Example>, name: &str) -> Result<Vec<Record>> {
+    let out: Vec<Record> = loaded
+        .items
+        .into_iter()
+        .map(|(origin, e)| Record {
+            prompt: e.prompt,
+            response: e.completion,
+            origin,
+        })
+        .collect();
+    if out.is_empty() {
+        bail!("{name}: no prompts (expected one JSON object per line, or parquet rows)");
+    }
+    Ok(out)
 }
 
 /// The records named by `--input FILE` or by `--prompt` (and `--response`).
@@ -91,26 +67,27 @@ pub fn records_from(
     input: Option<&Path>,
     prompt: Option<&str>,
     response: Option<&str>,
+    data: &DataSettings,
 ) -> Result<Vec<Record>> {
     match (input, prompt) {
         (Some(path), None) => {
             if response.is_some() {
                 bail!("--response goes with --prompt, not with --input");
             }
-            read_records(path)
+            read_records(path, data)
         }
         (None, Some(p)) => {
             if p.is_empty() {
                 bail!("--prompt is empty");
             }
             Ok(vec![Record {
-                prompt: p.to_string(),
+                prompt: Prompt::Text(p.to_string()),
                 response: response.map(str::to_string),
                 origin: "--prompt".into(),
             }])
         }
         (Some(_), Some(_)) => bail!("pass either --prompt or --input, not both"),
-        (None, None) => bail!("pass --prompt TEXT or --input FILE.jsonl"),
+        (None, None) => bail!("pass --prompt TEXT or --input FILE (.jsonl or .parquet)"),
     }
 }
 
@@ -175,28 +152,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_lines_and_reports_line_numbers() {
-        let long = format!("\n{{\"prompt\": \"{}\"}}", "x".repeat(MAX_LINE_BYTES));
-        let text = "{\"prompt\": \"a\"}\n\n{\"prompt\": \"b\", \"response\": \"c\", \"id\": 3}\n";
-        let r = parse_records("f.jsonl", text).unwrap();
-        assert_eq!(r.len(), 2);
+    fn reads_lines_and_reports_line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        let data = DataSettings::default();
+        let read = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let from_file = read_records(&path, &data);
+            let from_text = parse_records(&path.display().to_string(), text);
+            assert_eq!(
+                from_file.as_ref().map_err(|e| e.to_string()),
+                from_text.as_ref().map_err(|e| e.to_string())
+            );
+            from_file
+        };
+        let text = "{\"prompt\": \"a\"}\n\n{\"prompt\": \"b\", \"response\": \"c\", \"id\": 3}\n\
+                    {\"messages\": [{\"role\": \"user\", \"content\": \"d\"}, {\"role\": \"assistant\", \"content\": \"e\"}]}\n";
+        let r = read(text).unwrap();
+        assert_eq!(r.len(), 3);
         assert_eq!(r[0].response, None);
         assert_eq!(r[1].response.as_deref(), Some("c"));
-        assert_eq!(r[1].origin, "f.jsonl:3");
+        assert!(r[1].origin.ends_with("f.jsonl:3"), "{}", r[1].origin);
+        assert!(matches!(&r[2].prompt, Prompt::Messages(m) if m.len() == 1));
+        assert_eq!(r[2].response.as_deref(), Some("e"));
+        let long = format!(
+            "\n{{\"prompt\": \"{}\"}}",
+            "x".repeat(rhythm_rl::data::MAX_LINE_BYTES)
+        );
         for (bad, want) in [
-            ("{\"prompt\": \"a\"}\n{oops", "f.jsonl:2: not valid JSON"),
-            ("{\"prompt\": 3}", "f.jsonl:1: \"prompt\" must be a string"),
+            (
+                "{\"prompt\": \"a\"}\n{oops",
+                "f.jsonl:2: expected one JSON object per line, found invalid JSON",
+            ),
+            (
+                "{\"prompt\": 3}",
+                "f.jsonl:1: expected \"prompt\" to be text",
+            ),
             ("\n\n[1]", "f.jsonl:3: expected a JSON object"),
-            ("{\"response\": \"x\"}", "f.jsonl:1: missing \"prompt\""),
+            (
+                "{\"response\": \"x\"}",
+                "f.jsonl:1: expected a \"prompt\" or \"messages\" field",
+            ),
             (
                 "{\"prompt\": \"a\", \"response\": 1}",
-                "f.jsonl:1: \"response\"",
+                "f.jsonl:1: expected \"response\"",
             ),
             ("\n", "no prompts"),
             (long.as_str(), "f.jsonl:2: line of 1048590 bytes is longer"),
         ] {
-            let e = parse_records("f.jsonl", bad).unwrap_err().to_string();
-            assert!(e.starts_with(want) || e.contains(want), "{e}");
+            let e = read(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
             assert!(!e.contains('\n'), "{e}");
         }
     }

@@ -23,7 +23,7 @@ use clap::Args;
 use rhythm_model::{DeviceSettings, SamplingParams};
 use serde_json::{json, Value};
 
-use crate::analyze::{params_json, prepare, probe, AnalysisOpts};
+use crate::analyze::{params_json, prepare, probe, AnalysisOpts, PromptBuilder};
 use crate::common::progress;
 use crate::jsonl::{check_destination, read_records, write_atomic};
 
@@ -103,10 +103,14 @@ pub struct PerturbArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub device: DeviceSettings,
-    /// A JSONL file of `{"prompt": ..., "response": ...}` lines; without a
-    /// response, the greedy response is generated.
+    /// A JSONL or parquet file of prompts with optional responses (TRL's
+    /// standard or conversational format); without a response, the greedy
+    /// response is generated.
     #[arg(long)]
     pub input: PathBuf,
+    /// Columns, invalid rows and the chat template.
+    #[command(flatten)]
+    pub data: rhythm_rl::data::DataSettings,
     /// Positions perturbed at each end of the FAI ranking.
     #[arg(long, default_value_t = 3)]
     pub k_pos: usize,
@@ -147,9 +151,10 @@ pub fn run(args: &PerturbArgs) -> Result<()> {
         anyhow::bail!("--k-pos and --k-cand must be at least 1");
     }
     let params = args.opts.params()?;
-    let records = read_records(&args.input)?;
+    let records = read_records(&args.input, &args.data)?;
     let model = args.device.device.load(&args.model)?;
     let layers = args.opts.layers(&model)?;
+    let prompts = PromptBuilder::new(&args.data);
     let eos = model.eos_token_ids();
     let greedy = SamplingParams {
         eos_token_ids: eos.clone(),
@@ -164,7 +169,7 @@ pub fn run(args: &PerturbArgs) -> Result<()> {
             bar.suspend(|| eprintln!("warning: {}: {why}; skipped", rec.origin));
             skipped.push(json!({"origin": rec.origin, "reason": why}));
         };
-        let seq = match prepare(&model, rec, &greedy, i as u64) {
+        let seq = match prepare(&model, &prompts, rec, &greedy, i as u64) {
             Ok(s) => s,
             Err(e) if rec.response.is_none() && e.to_string().contains("response is empty") => {
                 skip(e.to_string(), &mut skipped);

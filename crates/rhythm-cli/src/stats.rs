@@ -9,7 +9,7 @@ use rhythm_core::CouplingStats;
 use rhythm_model::DeviceSettings;
 use serde_json::{json, Value};
 
-use crate::analyze::{params_json, prepare, probe, AnalysisOpts, GenOpts};
+use crate::analyze::{params_json, prepare, probe, AnalysisOpts, GenOpts, PromptBuilder};
 use crate::common::progress;
 use crate::jsonl::{check_destination, read_records, write_atomic};
 
@@ -24,9 +24,13 @@ pub struct StatsArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub device: DeviceSettings,
-    /// A JSONL file of `{"prompt": ..., "response": ...}` lines (response optional).
+    /// A JSONL or parquet file of prompts with optional responses (TRL's
+    /// standard or conversational format).
     #[arg(long)]
     pub input: PathBuf,
+    /// Columns, invalid rows and the chat template.
+    #[command(flatten)]
+    pub data: rhythm_rl::data::DataSettings,
     /// Print the JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -94,16 +98,17 @@ pub fn run(args: &StatsArgs) -> Result<()> {
         check_destination(out)?;
     }
     let params = args.opts.params()?;
-    let records = read_records(&args.input)?;
+    let records = read_records(&args.input, &args.data)?;
     let model = args.device.device.load(&args.model)?;
     let layers = args.opts.layers(&model)?;
+    let prompts = PromptBuilder::new(&args.data);
     let sampling = args.gen.sampling(&model);
     let mut acc = CouplingStats::new();
     let mut tokens = 0usize;
     let mut skipped = Vec::new();
     let bar = progress(records.len() as u64, "stats");
     for (i, rec) in records.iter().enumerate() {
-        let seq = match prepare(&model, rec, &sampling, i as u64) {
+        let seq = match prepare(&model, &prompts, rec, &sampling, i as u64) {
             Ok(s) => s,
             // A generated response that is empty is skipped, not fatal.
             Err(e) if rec.response.is_none() && e.to_string().contains("response is empty") => {

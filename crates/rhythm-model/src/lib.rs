@@ -45,6 +45,7 @@
 
 pub mod alloc;
 pub mod backprop;
+pub mod chat;
 pub mod config;
 pub mod decode;
 pub mod device;
@@ -62,6 +63,7 @@ pub mod weights;
 
 pub use alloc::tune_allocator;
 pub use backprop::{Gradients, Tape};
+pub use chat::{ChatMode, ChatSettings, ChatTemplate, Prompt, RenderOptions};
 pub use config::{Config, Family, GenerationDefaults, RopeScaling, TokenIds};
 pub use device::{DeviceSettings, DeviceSpec};
 pub use error::{ModelError, Result};

@@ -129,6 +129,13 @@ impl Pretrained {
     /// Tokenizes `text` (with the tokenizer's special tokens, as
     /// transformers' `tokenizer(text)` does).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_with(text, true)
+    }
+
+    /// Tokenizes `text`, adding the tokenizer's special tokens (its
+    /// post-processor's BOS, ...) or not: a rendered chat template already
+    /// holds them (transformers passes `add_special_tokens=False` there).
+    pub fn encode_with(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
         let path = self.dir.join("tokenizer.json");
         let tok = self
             .tokenizer
@@ -152,7 +159,10 @@ impl Pretrained {
             while !text.is_char_boundary(c) {
                 c -= 1;
             }
-            let n = tok.encode(&text[..c], true).map_err(tok_err)?.len();
+            let n = tok
+                .encode(&text[..c], add_special_tokens)
+                .map_err(tok_err)?
+                .len();
             if n > max.saturating_add(16) {
                 return Err(ModelError::InvalidArgument {
                     name: "text",
@@ -165,7 +175,7 @@ impl Pretrained {
             }
             cut = cut.saturating_mul(2);
         }
-        let enc = tok.encode(text, true).map_err(tok_err)?;
+        let enc = tok.encode(text, add_special_tokens).map_err(tok_err)?;
         Ok(enc.get_ids().to_vec())
     }
 

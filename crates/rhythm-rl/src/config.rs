@@ -13,6 +13,7 @@ use rhythm_core::{CreditSettings, Horizon, Layers, MetricSettings, Params};
 use rhythm_model::DeviceSettings;
 use serde::{Deserialize, Serialize};
 
+use crate::data::{DataSettings, TaskSource};
 use crate::tasks::PromptStyle;
 
 /// How the local/global head groups of SPEC section 3 are chosen.
@@ -112,6 +113,13 @@ pub struct TrainConfig {
     /// Countdown reward of a well-formed wrong answer. Default 0.
     #[arg(long, default_value_t = 0.0)]
     pub format_score: f32,
+    /// How dataset files are read and prompts built (declared once in
+    /// [`DataSettings`]; flat keys `prompt_field`, `messages_field`,
+    /// `completion_field`, `answer_field`, `skip_invalid_rows`,
+    /// `chat_template`, `enable_thinking`).
+    #[serde(flatten)]
+    #[command(flatten)]
+    pub data: DataSettings,
 
     // ---- rhythm credit (SPEC 3-8) ----
     /// The credit strategy, `gamma_amp` and `alpha` (declared once in
@@ -219,6 +227,7 @@ impl Default for TrainConfig {
             test_size: 512,
             prompt_style: Style::Compact,
             format_score: 0.0,
+            data: DataSettings::default(),
             credit: CreditSettings::default(),
             metrics: MetricSettings {
                 layers: Some(Layers::Sampled),
@@ -363,6 +372,19 @@ impl TrainConfig {
         let invalid = |e: rhythm_core::CoreError| ConfigError::Invalid(e.to_string());
         let p = self.metrics.params(&Params::rl()).map_err(invalid)?;
         self.credit.apply(&p, self.seed).map_err(invalid)
+    }
+
+    /// Where this run's tasks come from (for [`crate::data::load_tasks`]).
+    pub fn task_source(&self) -> TaskSource {
+        TaskSource {
+            task: self.task,
+            dataset: self.dataset.clone(),
+            eval_dataset: self.eval_dataset.clone(),
+            data_seed: self.data_seed,
+            train_size: self.train_size,
+            test_size: self.test_size,
+            data: self.data.clone(),
+        }
     }
 
     /// The probed layers (default `sampled`).

@@ -14,6 +14,11 @@
 //! Other fields (an `id`, a `source`) are ignored. A line with `nums` is read
 //! as Countdown even if it also has a `prompt`.
 //!
+//! These are the strict readers of rhythm's own shapes (kept for their
+//! callers and the fuzz targets); `train`, `eval` and the analysis commands
+//! read files through [`crate::data`], which adds TRL's standard and
+//! conversational formats, settable column names and parquet.
+//!
 //! Any problem is a [`DatasetError`] whose one-line message names the file,
 //! the 1-based line number and what was expected, e.g.
 //! `data/train.jsonl:7: expected "target" to be a non-negative integer below 2^32, found -3`.
@@ -55,6 +60,28 @@ pub enum DatasetError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A file that cannot be decoded (a corrupt parquet file).
+    #[error("{}: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A parquet row is not a record of the expected shape.
+    #[error("{source_name}: row {row}: {message}")]
+    Row {
+        /// The file name.
+        source_name: String,
+        /// 1-based row number.
+        row: usize,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// The data cannot be used as asked (no dataset for a task that needs
+    /// one, an empty training set, a size out of bounds).
+    #[error("{0}")]
+    Invalid(String),
     /// A line is not a record of the expected shape.
     #[error("{source_name}:{line}: {message}")]
     Line {
@@ -72,7 +99,8 @@ impl DatasetError {
     pub fn line(&self) -> Option<usize> {
         match self {
             DatasetError::Line { line, .. } => Some(*line),
-            DatasetError::Io { .. } => None,
+            DatasetError::Row { row, .. } => Some(*row),
+            DatasetError::Io { .. } | DatasetError::File { .. } | DatasetError::Invalid(_) => None,
         }
     }
 }
@@ -216,6 +244,11 @@ fn parse_record(object: &Map<String, Value>) -> Result<Record, String> {
         "expected {{\"prompt\": ..., \"answer\": ...}} or {{\"nums\": [...], \"target\": ...}}, found {}",
         describe_keys(object)
     ))
+}
+
+/// A Countdown instance from a row's `nums` and `target`.
+pub(crate) fn countdown_record(object: &Map<String, Value>) -> Result<CountdownInstance, String> {
+    parse_countdown_record(object)
 }
 
 fn parse_countdown_record(object: &Map<String, Value>) -> Result<CountdownInstance, String> {

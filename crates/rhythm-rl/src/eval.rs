@@ -8,7 +8,7 @@
 //! `k` samples at `temperature`, of the share that is right. Sampling row
 //! `j` of instance `i` uses stream `i * k + j` of `seed`.
 
-use rhythm_model::{Pretrained, SamplingParams};
+use rhythm_model::{ChatSettings, Pretrained, SamplingParams};
 use rhythm_train::eval::{greedy_in_batches, strip_eos};
 use rhythm_train::mix;
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,8 @@ pub struct EvalConfig {
     pub format_score: f32,
     /// Countdown prompt style.
     pub style: PromptStyle,
+    /// Whether prompts go through the model's chat template.
+    pub chat: ChatSettings,
 }
 
 /// One response and its reward.
@@ -99,9 +101,9 @@ pub fn evaluate(
 ) -> rhythm_model::Result<EvalReport> {
     let eos = model.eos_token_ids();
     let prompts: Vec<String> = tasks.iter().map(|t| t.prompt(cfg.style)).collect();
-    let ids: Vec<Vec<u32>> = prompts
+    let ids: Vec<Vec<u32>> = tasks
         .iter()
-        .map(|p| model.encode(p))
+        .map(|t| t.encode(model, cfg.style, &cfg.chat))
         .collect::<rhythm_model::Result<_>>()?;
     let bs = cfg.batch_size.max(1);
     // 1. Greedy.

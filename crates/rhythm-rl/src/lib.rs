@@ -11,9 +11,10 @@
 //! always reachable) deterministically from a seed, splits them into
 //! disjoint train and test sets of the paper's sizes (20,000 and 512),
 //! renders them as prompts in a few styles, and solves them exhaustively.
-//! Math and multiple-choice problems come from users' own JSONL files
-//! ([`dataset`]), which are read strictly: a bad line is reported with its
-//! file and line number. [`tasks::Task`] puts the three kinds behind one
+//! Math and multiple-choice problems come from users' own JSONL or parquet
+//! files in TRL's standard or conversational formats ([`data`]), which are
+//! read strictly: a bad row is reported with its file and line (or row)
+//! number. [`tasks::Task`] puts the three kinds behind one
 //! prompt-and-reward interface.
 //!
 //! **Verifiers** ([`verify`]) are pure, panic-free functions from a response
@@ -42,6 +43,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod dataset;
 pub mod eval;
 pub mod grpo;

@@ -49,11 +49,11 @@ use rhythm_train::{clip_grad_norm, mix, trainable_vars, AdamW};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, TrainerState};
-use crate::config::{GroupMode, TaskKind, TrainConfig};
+use crate::config::{GroupMode, TrainConfig};
 use crate::dataset;
 use crate::eval::{self, EvalConfig};
 use crate::grpo::{self, LossConfig};
-use crate::tasks::{countdown, PromptStyle, Task};
+use crate::tasks::{PromptStyle, Task};
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]
@@ -139,62 +139,6 @@ struct Rollout {
     logp_old: Vec<f64>,
     entropy: Vec<f64>,
     gamma: Vec<f64>,
-}
-
-/// Training and evaluation tasks named by a configuration.
-pub fn load_tasks(cfg: &TrainConfig) -> Result<(Vec<Task>, Vec<Task>)> {
-    cfg.check_sizes()?;
-    let pa = |path: &Path, kind: TaskKind| -> Result<Vec<Task>> {
-        Ok(match kind {
-            TaskKind::Countdown => dataset::load_countdown(path)?
-                .into_iter()
-                .map(Task::Countdown)
-                .collect(),
-            TaskKind::Math => dataset::load_prompt_answer(path)?
-                .into_iter()
-                .map(|r| Task::Math {
-                    prompt: r.prompt,
-                    answer: r.answer,
-                })
-                .collect(),
-            TaskKind::Choice => dataset::load_prompt_answer(path)?
-                .into_iter()
-                .map(|r| Task::Choice {
-                    prompt: r.prompt,
-                    key: r.answer,
-                })
-                .collect(),
-        })
-    };
-    let generated = || countdown::splits(cfg.data_seed, cfg.train_size, cfg.test_size);
-    let (train, eval) = match (&cfg.dataset, &cfg.eval_dataset, cfg.task) {
-        (Some(d), Some(e), k) => (pa(d, k)?, pa(e, k)?),
-        (Some(d), None, TaskKind::Countdown) => {
-            (pa(d, TaskKind::Countdown)?, tasks_of(generated().test))
-        }
-        (Some(d), None, k) => (pa(d, k)?, Vec::new()),
-        (None, e, TaskKind::Countdown) => {
-            let s = generated();
-            let ev = match e {
-                Some(e) => pa(e, TaskKind::Countdown)?,
-                None => tasks_of(s.test),
-            };
-            (tasks_of(s.train), ev)
-        }
-        (None, _, k) => {
-            return Err(TrainError::Msg(format!(
-                "task {k:?} needs a dataset (JSONL of prompt/answer records)"
-            )))
-        }
-    };
-    if train.is_empty() {
-        return Err(TrainError::Msg("the training set is empty".into()));
-    }
-    Ok((train, eval))
-}
-
-fn tasks_of(v: Vec<countdown::CountdownInstance>) -> Vec<Task> {
-    v.into_iter().map(Task::Countdown).collect()
 }
 
 /// A reward function replacing the task's verifier (tests, custom rewards).
@@ -322,7 +266,7 @@ impl Trainer {
         groups: Option<HeadGroups>,
     ) -> Result<Self> {
         let params = cfg.params()?;
-        let (train, eval) = load_tasks(&cfg)?;
+        let (train, eval) = crate::data::load_tasks(&cfg.task_source())?;
         let layers = cfg.layers().resolve(policy.model.num_layers())?;
         let reference = if cfg.kl_coef > 0.0 {
             Some(cfg.device.device.load(&source)?.model)
@@ -461,6 +405,7 @@ impl Trainer {
             batch_size: 64,
             format_score: self.cfg.format_score,
             style: self.style(),
+            chat: self.cfg.data.chat,
         };
         let r = eval::evaluate(&self.policy, &self.eval[..n], &ec)
             .map_err(|e| TrainError::Msg(e.to_string()))?;
@@ -481,7 +426,7 @@ impl Trainer {
         let style = self.style();
         let mut prompts = Vec::with_capacity(idx.len() * g);
         for &i in &idx {
-            let ids = self.policy.encode(&self.train[i].prompt(style))?;
+            let ids = self.train[i].encode(&self.policy, style, &self.cfg.data.chat)?;
             if ids.is_empty() {
                 return Err(TrainError::Msg(format!(
                     "training prompt {i} encodes to no tokens"

@@ -24,6 +24,7 @@ fn report_lists_every_instance_and_rescores() {
         batch_size: 4,
         format_score: 0.0,
         style: PromptStyle::Compact,
+        chat: Default::default(),
     };
     let r = evaluate(&p, &tasks, &cfg).unwrap();
     assert_eq!(r.n, 3);
