@@ -396,11 +396,29 @@ impl ChatSettings {
 
     /// [`Self::encode_with`], loading the model directory's template.
     pub fn encode(&self, model: &Pretrained, prompt: &Prompt) -> Result<Vec<u32>> {
-        let template = match self.messages(prompt)? {
-            Some(_) => self.load_template(&model.dir)?,
-            None => None,
-        };
-        self.encode_with(model, template.as_ref(), prompt)
+        Ok(self
+            .encode_all(model, std::slice::from_ref(prompt))?
+            .remove(0))
+    }
+
+    /// [`Self::encode`] for many prompts, reading and compiling the model
+    /// directory's template at most once (and only if a prompt needs it).
+    pub fn encode_all(&self, model: &Pretrained, prompts: &[Prompt]) -> Result<Vec<Vec<u32>>> {
+        let mut template: Option<Option<ChatTemplate>> = None;
+        let mut out = Vec::with_capacity(prompts.len());
+        for prompt in prompts {
+            let t = match self.messages(prompt)? {
+                Some(_) => {
+                    if template.is_none() {
+                        template = Some(self.load_template(&model.dir)?);
+                    }
+                    template.as_ref().and_then(Option::as_ref)
+                }
+                None => None,
+            };
+            out.push(self.encode_with(model, t, prompt)?);
+        }
+        Ok(out)
     }
 }
 

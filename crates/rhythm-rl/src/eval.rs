@@ -101,10 +101,8 @@ pub fn evaluate(
 ) -> rhythm_model::Result<EvalReport> {
     let eos = model.eos_token_ids();
     let prompts: Vec<String> = tasks.iter().map(|t| t.prompt(cfg.style)).collect();
-    let ids: Vec<Vec<u32>> = tasks
-        .iter()
-        .map(|t| t.encode(model, cfg.style, &cfg.chat))
-        .collect::<rhythm_model::Result<_>>()?;
+    let inputs: Vec<_> = tasks.iter().map(|t| t.input(cfg.style)).collect();
+    let ids = cfg.chat.encode_all(model, &inputs)?;
     let bs = cfg.batch_size.max(1);
     // 1. Greedy.
     let greedy = greedy_in_batches(&model.model, &ids, bs, &eos, |_| cfg.max_new_tokens)?;

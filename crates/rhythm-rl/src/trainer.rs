@@ -424,9 +424,10 @@ impl Trainer {
         // 1. Prompts.
         let idx = self.batch_indices(step);
         let style = self.style();
+        let inputs: Vec<_> = idx.iter().map(|&i| self.train[i].input(style)).collect();
+        let encoded = self.cfg.data.chat.encode_all(&self.policy, &inputs)?;
         let mut prompts = Vec::with_capacity(idx.len() * g);
-        for &i in &idx {
-            let ids = self.train[i].encode(&self.policy, style, &self.cfg.data.chat)?;
+        for (&i, ids) in idx.iter().zip(encoded) {
             if ids.is_empty() {
                 return Err(TrainError::Msg(format!(
                     "training prompt {i} encodes to no tokens"
