@@ -158,10 +158,11 @@ def main():
     probe = {n: c for n, c in cells.items() if "-lr" in n}
     if probe:
         print("## Learning-rate probe (`none`, seed 100; validation accuracy at step 96)\n")
-        print("| learning rate | validation acc (%) | test acc (%) |")
-        print("|---|---:|---:|")
+        # The test split is not shown: the choice is made on validation only.
+        print("| learning rate | validation acc (%) |")
+        print("|---|---:|")
         for n, c in sorted(probe.items(), key=lambda kv: kv[1]["lr"]):
-            print(f"| {c['lr']:g} | {pct(c['validation_acc'])} | {pct(c['test_acc'])} |")
+            print(f"| {c['lr']:g} | {pct(c['validation_acc'])} |")
         chosen = (EXP / "lr").read_text().strip() if (EXP / "lr").exists() else "not chosen yet"
         print(f"\nChosen: {chosen}.\n")
 
