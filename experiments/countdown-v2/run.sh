@@ -112,4 +112,5 @@ mv "$res/eval.json.tmp" "$res/eval.json"
 for c in "$out"/checkpoint-*; do
   [ "$c" = "$final" ] || rm -rf "$c"
 done
-echo "run.sh: $cell finished: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("validation %.1f%%, test %.1f%%" % (100*d["validation_acc"], 100*d["test_acc"]))' "$res/eval.json")"
+# Probe cells report validation only: the learning rate is chosen on it.
+echo "run.sh: $cell finished: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("validation %.1f%%" % (100*d["validation_acc"]) + ("" if "-lr" in sys.argv[2] else ", test %.1f%%" % (100*d["test_acc"])))' "$res/eval.json" "$cell")"
