@@ -12,13 +12,17 @@ use serde_json::{json, Value};
 mod common;
 use common::rhythm;
 
-/// A metrics line with only the fields `curves` reads (and `reward`).
+/// A metrics line as the trainer writes it (every field; the others zero).
 fn line(step: u64, acc: f64, len: f64, eval: Option<f64>) -> String {
-    let mut v = json!({"step": step, "reward": acc, "accuracy": acc, "response_len": len});
-    if let Some(e) = eval {
-        v["eval_accuracy"] = json!(e);
-    }
-    v.to_string()
+    serde_json::to_string(&StepMetrics {
+        step: step as usize,
+        reward: acc,
+        accuracy: acc,
+        response_len: len,
+        eval_accuracy: eval,
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 /// Writes `root/name/{config.toml, metrics.jsonl}`.
@@ -427,12 +431,16 @@ fn bad_input_is_one_line_exit_2() {
         dir.path(),
         "miss",
         &cfg("local", 0),
-        &["{\"step\": 1, \"response_len\": 3, \"eval_accuracy\": 0.1}".into()],
+        &[{
+            let mut v: Value = serde_json::from_str(&line(1, 0.5, 3.0, Some(0.1))).unwrap();
+            v.as_object_mut().unwrap().remove("accuracy");
+            v.to_string()
+        }],
     );
     check(
         &[miss],
         &[],
-        &["miss/metrics.jsonl:1: missing \"accuracy\""],
+        &["miss/metrics.jsonl:1: missing field `accuracy`"],
     );
     let range = write_run(
         dir.path(),

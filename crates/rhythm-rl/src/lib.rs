@@ -30,7 +30,8 @@
 //! its token weights), [`trainer`] (rollout, the one probe pass per
 //! response that yields `logp_old`, entropy and the streamed rhythm,
 //! `gamma`, the update), [`config`] (the run's [`config::TrainConfig`],
-//! TOML and flags), [`checkpoint`] (Hugging Face checkpoints with optimizer
+//! TOML and flags), [`metrics`] (`metrics.jsonl`: the step record and its
+//! one reader), [`checkpoint`] (Hugging Face checkpoints with optimizer
 //! state and a trainer state, exact resume) and [`eval`] (greedy pass@1 and
 //! sampled avg@k with every instance kept). The training pieces that are not
 //! RL (AdamW, the learning-rate schedule, crash-consistent files and run
@@ -47,6 +48,7 @@ pub mod data;
 pub mod dataset;
 pub mod eval;
 pub mod grpo;
+pub mod metrics;
 pub mod tasks;
 pub mod trainer;
 pub mod verify;

@@ -46,7 +46,6 @@ use rhythm_model::{Gradients, LoadOptions, Model, Pretrained, SamplingParams};
 use rhythm_train::eval::strip_eos;
 use rhythm_train::metrics::append_jsonl;
 use rhythm_train::{clip_grad_norm, mix, trainable_vars, AdamW};
-use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, TrainerState};
 use crate::config::{GroupMode, TrainConfig};
@@ -84,50 +83,7 @@ pub enum TrainError {
 /// Result alias of this module.
 pub type Result<T> = std::result::Result<T, TrainError>;
 
-/// One line of `metrics.jsonl`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct StepMetrics {
-    /// Rollout step (1-based: the number of steps done after this one).
-    pub step: usize,
-    /// Mean reward.
-    pub reward: f64,
-    /// Share of responses that are right (reward >= 1).
-    pub accuracy: f64,
-    /// Mean response length in tokens.
-    pub response_len: f64,
-    /// Mean per-token entropy (nats) of the responses.
-    pub entropy: f64,
-    /// Mean `gamma` over response tokens.
-    pub gamma_mean: f64,
-    /// Share of response tokens with `gamma > 1`.
-    pub gamma_boost_share: f64,
-    /// Mean loss over the optimizer steps.
-    pub loss: f64,
-    /// Share of trained tokens whose gradient the clip removed.
-    pub clip_frac: f64,
-    /// Global gradient norm before clipping (mean over optimizer steps).
-    pub grad_norm: f64,
-    /// k3 KL estimate to the reference (0 without one).
-    pub kl: f64,
-    /// Learning rate of this step.
-    pub lr: f64,
-    /// Seconds generating.
-    pub rollout_s: f64,
-    /// Seconds in the probe pass (logp_old, entropy, summaries) and the
-    /// rhythm/gamma computation.
-    pub probe_s: f64,
-    /// Of `probe_s`, seconds computing rhythms and gammas from summaries.
-    pub rhythm_s: f64,
-    /// Seconds in forward/backward and optimizer.
-    pub update_s: f64,
-    /// Response tokens generated.
-    pub gen_tokens: usize,
-    /// Tokens (prompt + response) through forward/backward.
-    pub update_tokens: usize,
-    /// Greedy pass@1 on the evaluation set, on evaluation steps.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub eval_accuracy: Option<f64>,
-}
+pub use crate::metrics::StepMetrics;
 
 /// One sampled response with everything the update needs.
 #[derive(Clone, Debug)]

@@ -266,22 +266,47 @@ mod tests {
 
     #[test]
     fn bad_lines_name_file_and_line() {
+        // The reader itself is tested in rhythm_rl::metrics; here, that
+        // `curves` goes through it and keeps its one-line messages.
+        let full = |step: usize| {
+            serde_json::to_string(&rhythm_rl::trainer::StepMetrics {
+                step,
+                accuracy: 0.5,
+                response_len: 3.0,
+                ..Default::default()
+            })
+            .unwrap()
+        };
         for (text, want) in [
-            ("{\"step\":1,\"accuracy\":0.5,\"response_len\":3}\n{oops", "m:2: expected a JSON object: "),
-            ("[1]", "m:1: expected a JSON object, got an array"),
-            ("\n{\"accuracy\":0.5,\"response_len\":3}", "m:2: missing \"step\""),
-            ("{\"step\":1,\"accuracy\":\"x\",\"response_len\":3}", "m:1: \"accuracy\" must be a number"),
-            ("{\"step\":1,\"accuracy\":1.5,\"response_len\":3}", "m:1: \"accuracy\" = 1.5 is outside"),
             (
-                "{\"step\":2,\"accuracy\":0.5,\"response_len\":3}\n{\"step\":2,\"accuracy\":0.5,\"response_len\":3}",
+                format!("{}\n{{oops", full(1)),
+                "m:2: expected a JSON object: ",
+            ),
+            ("\n{\"step\":1}".to_string(), "m:2: missing field `reward`"),
+            (
+                full(1).replace("0.5", "\"x\""),
+                "m:1: \"accuracy\": invalid type: string",
+            ),
+            (
+                format!("{}\n{}", full(2), full(2)),
                 "m:2: step 2 does not come after step 2",
             ),
-            ("\n \n", "m: no steps"),
+            ("\n \n".to_string(), "m: no steps"),
         ] {
-            let e = format!("{:#}", parse_metrics("m", text).unwrap_err());
+            let e = format!("{:#}", parse_metrics("m", &text).unwrap_err());
             assert!(e.starts_with(want), "{e}");
             assert!(!e.contains('\n'), "{e}");
         }
+        let rows = parse_metrics("m", &full(4)).unwrap();
+        assert_eq!(
+            rows,
+            [StepRow {
+                step: 4,
+                accuracy: 0.5,
+                response_len: 3.0,
+                eval_accuracy: None
+            }]
+        );
         for (text, want) in [
             (
                 "model = \"x\"\nstrategy = 3\n",

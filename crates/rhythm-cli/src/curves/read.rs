@@ -1,12 +1,13 @@
 //! Reading a run directory of `rhythm train`: its `config.toml` through
-//! [`TrainConfig`] and its `metrics.jsonl`, checked line by line (a bad line
-//! is one error naming the file and line), and a run's own figures.
+//! [`TrainConfig`] and its `metrics.jsonl` through the trainer's reader
+//! ([`read_metrics`]: a bad line is one error naming the file and line), and
+//! a run's own figures.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use rhythm_rl::config::TrainConfig;
-use serde_json::Value;
+use rhythm_rl::metrics::read_metrics;
 
 use super::{Curve, Run, RunStats, StepRow, FINAL_WINDOW};
 
@@ -18,83 +19,21 @@ pub fn parse_config(name: &str, text: &str) -> Result<(String, u64)> {
     Ok((cfg.credit.strategy.name().to_string(), cfg.seed))
 }
 
-/// Parses the text of a run's `metrics.jsonl` (`name` is used in messages).
-/// Blank lines are skipped; steps must increase; accuracies must lie in
-/// `[0, 1]`.
+/// Parses the text of a run's `metrics.jsonl` (`name` is used in messages)
+/// with the trainer's own reader ([`read_metrics`]: blank lines skipped,
+/// every field of [`rhythm_rl::metrics::StepMetrics`] present, steps
+/// increasing, accuracies in `[0, 1]`) and keeps the fields `curves` uses.
 pub fn parse_metrics(name: &str, text: &str) -> Result<Vec<StepRow>> {
-    let mut out: Vec<StepRow> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let origin = format!("{name}:{}", i + 1);
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| anyhow::anyhow!("{origin}: expected a JSON object: {e}"))?;
-        let Some(obj) = v.as_object() else {
-            bail!("{origin}: expected a JSON object, got {}", kind(&v));
-        };
-        let num = |key: &str| -> Result<f64> {
-            match obj.get(key) {
-                Some(Value::Number(n)) => n
-                    .as_f64()
-                    .with_context(|| format!("{origin}: \"{key}\" is not a finite number")),
-                Some(other) => bail!("{origin}: \"{key}\" must be a number, got {}", kind(other)),
-                None => bail!("{origin}: missing \"{key}\""),
-            }
-        };
-        let frac = |key: &str, x: f64| -> Result<f64> {
-            if !(0.0..=1.0).contains(&x) {
-                bail!("{origin}: \"{key}\" = {x} is outside [0, 1]");
-            }
-            Ok(x)
-        };
-        let step = match obj.get("step") {
-            Some(s) => s.as_u64().with_context(|| {
-                format!("{origin}: \"step\" must be a non-negative integer, got {s}")
-            })?,
-            None => bail!("{origin}: missing \"step\""),
-        };
-        if let Some(prev) = out.last() {
-            if step <= prev.step {
-                bail!(
-                    "{origin}: step {step} does not come after step {}",
-                    prev.step
-                );
-            }
-        }
-        let accuracy = frac("accuracy", num("accuracy")?)?;
-        let response_len = num("response_len")?;
-        if response_len < 0.0 {
-            bail!("{origin}: \"response_len\" = {response_len} is negative");
-        }
-        let eval_accuracy = match obj.get("eval_accuracy") {
-            None | Some(Value::Null) => None,
-            Some(_) => Some(frac("eval_accuracy", num("eval_accuracy")?)?),
-        };
-        out.push(StepRow {
-            step,
-            accuracy,
-            response_len,
-            eval_accuracy,
-        });
-    }
-    if out.is_empty() {
-        bail!("{name}: no steps (expected one JSON object per line)");
-    }
-    Ok(out)
-}
-
-/// What kind of JSON value `v` is, for messages.
-pub(super) fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    let rows = read_metrics(name, text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|m| StepRow {
+            step: m.step as u64,
+            accuracy: m.accuracy,
+            response_len: m.response_len,
+            eval_accuracy: m.eval_accuracy,
+        })
+        .collect())
 }
 
 /// Reads and checks a run directory.
