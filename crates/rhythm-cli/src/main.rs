@@ -19,7 +19,7 @@ mod score;
 mod stats;
 mod train;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// rhythm: preplan-and-anchor attention analysis and rhythm credit for GRPO.
 #[derive(Parser)]
@@ -58,8 +58,16 @@ enum Command {
     Curves(curves::CurvesArgs),
 }
 
+/// Parses the command line: `rhythm pretrain`'s optimizer flags default to
+/// the pretraining preset ([`pretrain::with_preset_defaults`]).
+fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    let cmd = Cli::command().mut_subcommand("pretrain", pretrain::with_preset_defaults);
+    let matches = cmd.try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match parse(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
@@ -86,5 +94,53 @@ fn main() {
         let msg = format!("{e:#}").replace('\n', " ");
         eprintln!("error: {msg}");
         std::process::exit(2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pretrain_config(args: &[&str]) -> rhythm_pretrain::PretrainConfig {
+        let argv = ["rhythm", "pretrain"].iter().chain(args).map(Into::into);
+        match parse(argv).unwrap().command {
+            Command::Pretrain(a) => a.config(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn pretrain_flags_lay_over_the_pretraining_preset() {
+        let preset = rhythm_pretrain::PretrainConfig::default();
+        assert_eq!(pretrain_config(&[]), preset);
+        assert_eq!(preset.optim, rhythm_train::OptimSettings::pretrain());
+        let c = pretrain_config(&[
+            "--schedule",
+            "linear",
+            "--min-lr-ratio",
+            "0.25",
+            "--beta2",
+            "0.98",
+            "--grad-clip",
+            "0.5",
+            "--lr",
+            "1e-3",
+        ]);
+        let o = &c.optim;
+        assert_eq!(o.schedule, rhythm_train::Schedule::Linear);
+        assert_eq!(
+            (o.min_lr_ratio, o.beta2, o.max_grad_norm, o.lr),
+            (0.25, 0.98, 0.5, 1e-3)
+        );
+        assert_eq!(
+            (o.warmup, o.weight_decay),
+            (preset.optim.warmup, preset.optim.weight_decay)
+        );
+        // `train` keeps GRPO's defaults.
+        let argv = ["rhythm", "train"].map(Into::into);
+        match parse(argv).unwrap().command {
+            Command::Train(a) => assert_eq!(a.cfg.optim, rhythm_train::OptimSettings::default()),
+            _ => unreachable!(),
+        }
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use rhythm_model::{DType, DeviceSettings};
 use rhythm_pretrain::{self as pretrain, Event, Paths, PretrainConfig};
+use rhythm_train::OptimSettings;
 
 /// Flags of `rhythm pretrain`.
 #[derive(Args, Debug)]
@@ -76,18 +77,11 @@ pub struct PretrainArgs {
     /// Sequences per step.
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Warmup steps.
-    #[arg(long)]
-    pub warmup: Option<usize>,
-    /// Weight decay.
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Gradient-norm clip.
-    #[arg(long)]
-    pub grad_clip: Option<f64>,
+    /// The optimizer and schedule (`OptimSettings`, declared once in the
+    /// training toolkit); their defaults here are the pretraining preset,
+    /// `OptimSettings::pretrain` ([`with_preset_defaults`]).
+    #[command(flatten)]
+    pub optim: OptimSettings,
     /// Evaluate every N steps (0: never).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -102,7 +96,10 @@ pub struct PretrainArgs {
 impl PretrainArgs {
     /// The run's configuration: defaults overridden by the given flags.
     pub fn config(&self) -> PretrainConfig {
-        let mut c = PretrainConfig::default();
+        let mut c = PretrainConfig {
+            optim: self.optim.clone(),
+            ..PretrainConfig::default()
+        };
         macro_rules! set {
             ($($flag:ident => $($field:ident).+),*) => {
                 $(if let Some(v) = self.$flag { c.$($field).+ = v; })*
@@ -113,12 +110,17 @@ impl PretrainArgs {
              hidden_size => hidden_size, intermediate_size => intermediate_size,
              layers => num_layers, heads => num_heads, kv_heads => num_kv_heads,
              max_len => max_len, steps => steps, batch_size => batch_size,
-             lr => optim.lr, warmup => optim.warmup, weight_decay => optim.weight_decay,
-             grad_clip => optim.max_grad_norm,
              eval_every => eval_every, eval_size => eval_size,
              checkpoint_every => checkpoint_every);
         c
     }
+}
+
+/// The `pretrain` subcommand with the pretraining preset
+/// ([`OptimSettings::pretrain`], the optimizer of [`PretrainConfig::default`])
+/// as the defaults of its optimizer flags.
+pub fn with_preset_defaults(cmd: clap::Command) -> clap::Command {
+    PretrainConfig::default().optim.as_flag_defaults(cmd)
 }
 
 /// Runs `rhythm pretrain`.

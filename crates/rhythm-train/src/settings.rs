@@ -24,24 +24,25 @@ use crate::schedule::{lr_at, Schedule};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
 #[serde(default)]
 pub struct OptimSettings {
-    /// Peak learning rate (AdamW). Default 1e-5.
+    /// Peak learning rate (AdamW). Default 1e-5 (`rhythm pretrain`: 3e-3).
     #[arg(long, default_value_t = 1e-5)]
     pub lr: f64,
-    /// Linear warmup steps. Default 0.
+    /// Linear warmup steps. Default 0 (`rhythm pretrain`: 50).
     #[arg(long, default_value_t = 0)]
     #[serde(alias = "warmup_steps")]
     pub warmup: usize,
-    /// Schedule after warmup: constant, linear, cosine. Default `constant`.
+    /// Schedule after warmup: constant, linear, cosine. Default `constant`
+    /// (`rhythm pretrain`: `cosine`).
     #[arg(long, value_enum, default_value_t = Schedule::Constant)]
     pub schedule: Schedule,
     /// Final learning rate of the linear and cosine schedules, as a
-    /// fraction of `lr`, in [0, 1]. Default 0.
+    /// fraction of `lr`, in [0, 1]. Default 0 (`rhythm pretrain`: 0.1).
     #[arg(long, default_value_t = 0.0)]
     pub min_lr_ratio: f64,
     /// AdamW beta1. Default 0.9.
     #[arg(long, default_value_t = 0.9)]
     pub beta1: f64,
-    /// AdamW beta2. Default 0.999.
+    /// AdamW beta2. Default 0.999 (`rhythm pretrain`: 0.95).
     #[arg(long, default_value_t = 0.999)]
     pub beta2: f64,
     /// AdamW epsilon. Default 1e-8.
@@ -49,11 +50,11 @@ pub struct OptimSettings {
     #[serde(alias = "eps")]
     pub adam_eps: f64,
     /// AdamW decoupled weight decay of matrices and embeddings (norm gains
-    /// never decay). Default 0.
+    /// never decay). Default 0 (`rhythm pretrain`: 0.1).
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Clip gradients to this global L2 norm (0: off). Default 1.0.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, alias = "grad-clip")]
     #[serde(alias = "grad_clip")]
     pub max_grad_norm: f64,
 }
@@ -90,6 +91,29 @@ impl OptimSettings {
             weight_decay: 0.1,
             max_grad_norm: 1.0,
         }
+    }
+
+    /// Lays `self` over the flags of [`OptimSettings`] in `cmd` as their
+    /// defaults (in parsing and in `--help`): how a command whose preset is
+    /// not [`OptimSettings::default`] (`rhythm pretrain`) keeps the one
+    /// declaration of these flags.
+    pub fn as_flag_defaults(&self, cmd: clap::Command) -> clap::Command {
+        let schedule = clap::ValueEnum::to_possible_value(&self.schedule)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        [
+            ("lr", self.lr.to_string()),
+            ("warmup", self.warmup.to_string()),
+            ("schedule", schedule),
+            ("min_lr_ratio", self.min_lr_ratio.to_string()),
+            ("beta1", self.beta1.to_string()),
+            ("beta2", self.beta2.to_string()),
+            ("adam_eps", self.adam_eps.to_string()),
+            ("weight_decay", self.weight_decay.to_string()),
+            ("max_grad_norm", self.max_grad_norm.to_string()),
+        ]
+        .into_iter()
+        .fold(cmd, |cmd, (id, v)| cmd.mut_arg(id, |a| a.default_value(v)))
     }
 
     /// The learning rate at step `step` (0-based) of a run of `total` steps
