@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the chat-template fixtures and the ids transformers gives for them.
 
-    /work/venv/bin/python tools/make_chat_fixtures.py   # (re)writes the files below
+    .venv/bin/python tools/make_chat_fixtures.py   # (re)writes the files below
 
 Nothing is downloaded. Three checkpoints carry a chat template, each stored
 the way the Hub stores one:

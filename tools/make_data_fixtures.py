@@ -2,7 +2,7 @@
 """Write the dataset fixtures: a conversational math set as parquet and as
 its JSONL twin, and small malformed parquet files for the error tests.
 
-    /work/venv/bin/python tools/make_data_fixtures.py   # (re)writes fixtures/data/
+    .venv/bin/python tools/make_data_fixtures.py   # (re)writes fixtures/data/
 
 Nothing is downloaded. The rows are TRL's conversational format: a
 `messages` list (system + user turns, some ending with the assistant's
