@@ -10,7 +10,9 @@ Both train the same model on the same Countdown prompts (the first
 shape: 8 prompts x 8 responses, up to 320 new tokens, temperature 1, one
 optimizer step per batch, no KL, lr 5e-5, on the CPU with the same number of
 threads. Printed per run: median seconds/step and completion tokens/s over
-the steady-state steps (the first step is dropped), and the ratio to TRL.
+the steady-state steps (the first step is dropped), the ratio to TRL, and
+the mean reward of those steps (a model that earns none gives GRPO nothing
+to update: see tools/make_big_model.py --embed-tiny).
 For rhythm also the per-phase medians (rollout, probe, update) as tokens/s
 next to each phase's FLOP floor (the time the phase's matmul + attention
 FLOPs would take at this machine's f32 GEMM rate, measured at start with
@@ -131,6 +133,7 @@ class Timer(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "completions/mean_length" in logs and self.rows:
             self.rows[-1]["mean_length"] = logs["completions/mean_length"]
+            self.rows[-1]["reward"] = logs.get("reward", float("nan"))
 args = GRPOConfig(output_dir={str(out / 'trl')!r}, per_device_train_batch_size=64,
     gradient_accumulation_steps=1, num_generations=8, max_completion_length=320,
     temperature=1.0, beta=0.0, learning_rate=5e-5, max_steps={steps}, logging_steps=1,
@@ -150,7 +153,8 @@ print("ROWS " + json.dumps(timer.rows))
     line = [l for l in p.stdout.splitlines() if l.startswith("ROWS ")][-1]
     rows = json.loads(line[5:])
     return [
-        {"step_s": r["step_s"], "gen_tokens": r.get("mean_length", 0.0) * 64}
+        {"step_s": r["step_s"], "gen_tokens": r.get("mean_length", 0.0) * 64,
+         "reward": r.get("reward", float("nan"))}
         for r in rows
     ]
 
@@ -214,17 +218,18 @@ def main() -> None:
         rows = fn()[1:]
         step = med(rows, "step_s")
         tps = statistics.median(r["gen_tokens"] / r["step_s"] for r in rows)
-        results.append((name, step, tps, load, rows))
+        reward = statistics.mean(r["reward"] for r in rows)
+        results.append((name, step, tps, load, rows, reward))
     base = next((r[2] for r in results if r[0].startswith("TRL")), None)
-    print(f"\n| run | s/step | completion tok/s | vs TRL | load |")
-    print("|---|---|---|---|---|")
-    for name, step, tps, load, _ in results:
+    print(f"\n| run | s/step | completion tok/s | vs TRL | mean reward | load |")
+    print("|---|---|---|---|---|---|")
+    for name, step, tps, load, _, reward in results:
         ratio = f"{tps / base:.2f}x" if base else "-"
-        print(f"| {name} | {step:.2f} | {tps:,.0f} | {ratio} | {load:.1f} |")
+        print(f"| {name} | {step:.2f} | {tps:,.0f} | {ratio} | {reward:.3f} | {load:.1f} |")
     print("\nPer phase (rhythm; medians; floor = FLOPs at the GEMM rate above):")
     print("| run | rollout tok/s (floor) | probe tok/s (floor) | update tok/s (floor) |")
     print("|---|---|---|---|")
-    for name, _, _, _, rows in results:
+    for name, _, _, _, rows, _ in results:
         if not name.startswith("rhythm"):
             continue
         def phase(key, tok_key, mult):
