@@ -36,18 +36,31 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// The key and value caches of one row: per layer `[kv_head][cap][d]`.
+struct RowCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
 /// Flat weights and per-row caches of one batched decode.
 struct Decoder {
+    net: Net,
+    rows: Vec<RowCache>,
+}
+
+/// What every row's forward reads: the flat weights and the RoPE tables.
+struct Net {
     g: Geo,
     idx: Index,
     w: Vec<Vec<f32>>,
     cap: usize,
-    /// Per layer: `[row][kv_head][cap][d]`.
-    kc: Vec<Vec<f32>>,
-    vc: Vec<Vec<f32>>,
     cos: Vec<f32>,
     sin: Vec<f32>,
 }
+
+/// One feed of [`Decoder::feed`]: `tokens` appended to a row whose cache
+/// holds `start` positions.
+type Feed<'a> = (&'a [u32], usize);
 
 impl Decoder {
     fn new(model: &Model, rows: usize, cap: usize) -> Result<Self> {
@@ -58,35 +71,101 @@ impl Decoder {
             .iter()
             .map(|(_, t)| t.flatten_all()?.to_vec1::<f32>())
             .collect::<candle_core::Result<_>>()?;
-        let per = rows * g.kvh * cap * g.d;
+        let per = g.kvh * cap * g.d;
+        let layers = idx.layers.len();
         let (cos, sin) = model.rope.table_vecs(cap);
         Ok(Decoder {
-            kc: (0..idx.layers.len()).map(|_| vec![0f32; per]).collect(),
-            vc: (0..idx.layers.len()).map(|_| vec![0f32; per]).collect(),
-            g,
-            idx,
-            w,
-            cap,
-            cos,
-            sin,
+            rows: (0..rows)
+                .map(|_| RowCache {
+                    k: (0..layers).map(|_| vec![0f32; per]).collect(),
+                    v: (0..layers).map(|_| vec![0f32; per]).collect(),
+                })
+                .collect(),
+            net: Net {
+                g,
+                idx,
+                w,
+                cap,
+                cos,
+                sin,
+            },
         })
     }
 
     /// Appends `tokens` to row `row` (whose cache holds `start` positions)
-    /// for every `(row, tokens, start)` of `feeds`; returns the logits of
-    /// each feed's last token.
+    /// for every `(row, tokens, start)` of `feeds` (rows distinct, in
+    /// increasing order); returns the logits of each feed's last token.
+    ///
+    /// The rows are split into one contiguous part per thread, balanced by
+    /// token count, and each part runs the whole forward alone
+    /// ([`Net::forward`] with single-threaded GEMMs): one
+    /// synchronisation a step instead of one per small GEMM, which is what
+    /// a decode step of a small model is made of.
     fn feed(&mut self, feeds: &[(usize, &[u32], usize)]) -> Vec<Vec<f32>> {
+        debug_assert!(feeds.windows(2).all(|f| f[0].0 < f[1].0));
+        // The caches of the fed rows, in feed order.
+        let mut caches: Vec<&mut RowCache> = Vec::with_capacity(feeds.len());
+        let mut next = feeds.iter().map(|f| f.0).peekable();
+        for (r, c) in self.rows.iter_mut().enumerate() {
+            if next.peek() == Some(&r) {
+                caches.push(c);
+                next.next();
+            }
+        }
+        assert_eq!(
+            caches.len(),
+            feeds.len(),
+            "feed rows must be distinct and in order"
+        );
+        let feeds: Vec<Feed> = feeds.iter().map(|&(_, t, s)| (t, s)).collect();
+        // Contiguous parts of about equal token counts, one per thread.
+        let parts = rayon::current_num_threads().clamp(1, feeds.len().max(1));
+        let total: usize = feeds.iter().map(|f| f.0.len()).sum();
+        let mut bounds = vec![0];
+        let mut acc = 0;
+        for (i, f) in feeds.iter().enumerate() {
+            acc += f.0.len();
+            if bounds.len() < parts && acc * parts >= total * bounds.len() && i + 1 < feeds.len() {
+                bounds.push(i + 1);
+            }
+        }
+        bounds.push(feeds.len());
+        let mut jobs: Vec<(&[Feed], &mut [&mut RowCache])> = Vec::with_capacity(parts);
+        let mut rest: &mut [&mut RowCache] = &mut caches;
+        for w in bounds.windows(2) {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(w[1] - w[0]);
+            jobs.push((&feeds[w[0]..w[1]], head));
+            rest = tail;
+        }
+        let this = &self.net;
+        let outs: Vec<Vec<Vec<f32>>> = if jobs.len() == 1 {
+            let (f, c) = jobs.pop().expect("one job");
+            vec![this.forward(f, c)]
+        } else {
+            jobs.into_par_iter()
+                .map(|(f, c)| crate::backprop::serial(|| this.forward(f, c)))
+                .collect()
+        };
+        outs.into_iter().flatten().collect()
+    }
+}
+
+impl Net {
+    /// The forward of `feeds` over their rows' `caches` (same order), on
+    /// the calling thread; returns each feed's last-token logits.
+    fn forward(&self, feeds: &[Feed], caches: &mut [&mut RowCache]) -> Vec<Vec<f32>> {
         let g = self.g;
         let (hd, qw, kw, d) = (g.hidden, g.heads * g.d, g.kvh * g.d, g.d);
         let grp = g.heads / g.kvh;
         let scale = 1.0 / (d as f32).sqrt();
         let cap = self.cap;
+        // Token i belongs to feed trow[i] at position tpos[i].
         let mut trow = Vec::new();
         let mut tpos = Vec::new();
         let mut ids = Vec::new();
-        for &(r, toks, start) in feeds {
+        for (f, &(toks, start)) in feeds.iter().enumerate() {
             for (j, &t) in toks.iter().enumerate() {
-                trow.push(r);
+                trow.push(f);
                 tpos.push((start + j) as u32);
                 ids.push(t);
             }
@@ -107,8 +186,11 @@ impl Decoder {
         let mut xm = vec![0f32; n * hd];
         let mut gate = vec![0f32; n * g.inter];
         let mut up = vec![0f32; n * g.inter];
+        let mut s = vec![0f32; cap];
+        let mut pr = vec![0f32; cap];
         for (l, li) in self.idx.layers.iter().enumerate() {
             let wt = |i: usize| w[i].as_slice();
+            // 1. Norm, projections, q/k norms, RoPE.
             rms_fwd(&x, wt(li.ln1), g.eps, &mut h, &mut r);
             linear_fwd(&h, wt(li.wq), li.bq.map(wt), &mut q, n, hd, qw);
             linear_fwd(&h, wt(li.wk), li.bk.map(wt), &mut k, n, hd, kw);
@@ -125,43 +207,39 @@ impl Decoder {
             }
             rope_inplace(&mut q, g.heads, d, &tpos, &self.cos, &self.sin, false);
             rope_inplace(&mut k, g.kvh, d, &tpos, &self.cos, &self.sin, false);
-            // Write the new keys and values into the caches.
-            let (kc, vc) = (&mut self.kc[l], &mut self.vc[l]);
-            for (i, (&row, &p)) in trow.iter().zip(&tpos).enumerate() {
-                let p = p as usize;
+            // 2. Write the new keys and values into the caches.
+            for (i, (&f, &p)) in trow.iter().zip(&tpos).enumerate() {
+                let (kc, vc) = (&mut caches[f].k[l], &mut caches[f].v[l]);
                 for kh in 0..g.kvh {
-                    let at = ((row * g.kvh + kh) * cap + p) * d;
-                    kc[at..at + d].copy_from_slice(&k[i * kw + kh * d..i * kw + kh * d + d]);
-                    vc[at..at + d].copy_from_slice(&v[i * kw + kh * d..i * kw + kh * d + d]);
+                    let at = (kh * cap + p as usize) * d;
+                    let from = i * kw + kh * d;
+                    kc[at..at + d].copy_from_slice(&k[from..from + d]);
+                    vc[at..at + d].copy_from_slice(&v[from..from + d]);
                 }
             }
-            let (kc, vc) = (&self.kc[l], &self.vc[l]);
-            // Attention of every new token over its row's cache (causal).
-            o.par_chunks_mut(qw)
-                .zip(q.par_chunks(qw))
-                .enumerate()
-                .for_each(|(i, (orow, qrow))| {
-                    let (row, len) = (trow[i], tpos[i] as usize + 1);
-                    let mut s = vec![0f32; len];
-                    let mut pr = vec![0f32; len];
-                    for hh in 0..g.heads {
-                        let kh = hh / grp;
-                        let base = (row * g.kvh + kh) * cap * d;
-                        let qh = &qrow[hh * d..hh * d + d];
-                        for (j, sj) in s.iter_mut().enumerate() {
-                            *sj = dot(qh, &kc[base + j * d..base + j * d + d]);
-                        }
-                        kernels::softmax_scaled(&s, &mut pr, scale);
-                        let oh = &mut orow[hh * d..hh * d + d];
-                        oh.fill(0.0);
-                        for (j, &pj) in pr.iter().enumerate() {
-                            let vj = &vc[base + j * d..base + j * d + d];
-                            for (ov, &vv) in oh.iter_mut().zip(vj) {
-                                *ov += pj * vv;
-                            }
+            // 3. Attention of every new token over its row's cache (causal).
+            for (i, (orow, qrow)) in o.chunks_exact_mut(qw).zip(q.chunks_exact(qw)).enumerate() {
+                let len = tpos[i] as usize + 1;
+                let (kc, vc) = (&caches[trow[i]].k[l], &caches[trow[i]].v[l]);
+                let (s, pr) = (&mut s[..len], &mut pr[..len]);
+                for hh in 0..g.heads {
+                    let base = (hh / grp) * cap * d;
+                    let qh = &qrow[hh * d..hh * d + d];
+                    for (j, sj) in s.iter_mut().enumerate() {
+                        *sj = dot(qh, &kc[base + j * d..base + j * d + d]);
+                    }
+                    kernels::softmax_scaled(s, pr, scale);
+                    let oh = &mut orow[hh * d..hh * d + d];
+                    oh.fill(0.0);
+                    for (j, &pj) in pr.iter().enumerate() {
+                        let vj = &vc[base + j * d..base + j * d + d];
+                        for (ov, &vv) in oh.iter_mut().zip(vj) {
+                            *ov += pj * vv;
                         }
                     }
-                });
+                }
+            }
+            // 4. Output projection and residual; MLP and residual.
             linear_fwd(&o, wt(li.wo), li.bo.map(wt), &mut xm, n, qw, hd);
             for (a, &b) in xm.iter_mut().zip(&x) {
                 *a += b;
@@ -177,10 +255,10 @@ impl Decoder {
                 *a += b;
             }
         }
-        // Final norm and logits of each feed's last token.
+        // 5. Final norm and logits of each feed's last token.
         let mut last = Vec::with_capacity(feeds.len() * hd);
         let mut at = 0;
-        for &(_, toks, _) in feeds {
+        for &(toks, _) in feeds {
             at += toks.len();
             last.extend_from_slice(&x[(at - 1) * hd..at * hd]);
         }

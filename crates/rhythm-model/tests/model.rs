@@ -446,6 +446,38 @@ fn batched_generation_matches_per_sequence() {
     }
 }
 
+/// The decoder splits its rows between threads: the samples do not depend
+/// on how many there are (the log-probabilities only in their last bits:
+/// a GEMM's rounding depends on its row count).
+#[test]
+fn batched_generation_is_the_same_on_any_thread_count() {
+    let (m, _) = random("qwen3", 23);
+    let prompts: Vec<Vec<u32>> = (0..7).map(|i| common::ids(2 + i, 40, i as u64)).collect();
+    let s = SamplingParams {
+        temperature: 1.0,
+        seed: 9,
+        max_new_tokens: 12,
+        logprobs: true,
+        ..Default::default()
+    };
+    let on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| m.generate_batch(&prompts, &s).unwrap())
+    };
+    let one = on(1);
+    for t in [2, 3, 8] {
+        for (a, b) in on(t).iter().zip(&one) {
+            assert_eq!((&a.tokens, a.finish), (&b.tokens, b.finish), "{t} threads");
+            for (p, q) in a.logprobs.iter().zip(&b.logprobs) {
+                assert!((p - q).abs() < 1e-5, "{t} threads: {p} {q}");
+            }
+        }
+    }
+}
+
 #[test]
 fn config_spellings() {
     use rhythm_model::{Config, RopeScaling};

@@ -21,6 +21,21 @@ impl SendPtr {
     }
 }
 
+thread_local! {
+    /// Set while [`serial`] runs: GEMMs on this thread use one thread.
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's GEMMs single-threaded: for callers that are
+/// already parallel at a coarser grain (the decoder splits its rows between
+/// threads), so that each small GEMM does not synchronise the whole pool.
+pub(crate) fn serial<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL.with(|c| c.replace(true));
+    let out = f();
+    SERIAL.with(|c| c.set(before));
+    out
+}
+
 /// `C (m x n, row stride c_rs) (+)= A (m x k) . B (k x n)`, with A and B
 /// given by row and column strides.
 ///
@@ -55,7 +70,11 @@ pub(super) unsafe fn gemm_raw(
         }
         return;
     }
-    let par = if parallel && m * n * k >= 1 << 15 && rayon::current_num_threads() > 1 {
+    let par = if parallel
+        && m * n * k >= 1 << 15
+        && rayon::current_num_threads() > 1
+        && !SERIAL.with(|c| c.get())
+    {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None

@@ -42,7 +42,7 @@ use rayon::prelude::*;
 
 use self::attention::{attention_bwd, attention_fwd};
 use self::kernels::*;
-pub(crate) use self::kernels::{linear_fwd, mm_nt, rms_fwd, rope_inplace, silu};
+pub(crate) use self::kernels::{linear_fwd, mm_nt, rms_fwd, rope_inplace, serial, silu};
 
 use crate::error::{ModelError, Result};
 use crate::layout::{LayerNames, EMBED_TOKENS, FINAL_NORM, LM_HEAD};
