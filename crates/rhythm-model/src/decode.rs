@@ -13,30 +13,15 @@
 
 use rayon::prelude::*;
 
-use crate::backprop::{linear_fwd, mm_nt, rms_fwd, rope_inplace, silu, Geo, Index};
+use crate::backprop::{linear_fwd_t as linear, rms_fwd, rope_inplace, silu, transpose, Geo, Index};
 use crate::error::Result;
 use crate::generate::{log_prob, pick, row_streams, FinishReason, Generation, SamplingParams};
 use crate::kernels;
 use crate::model::Model;
 
-/// `a . b` with eight independent partial sums, so that the compiler can
-/// keep them in one vector register (a plain iterator sum is a serial chain
-/// of float adds, which it may not reorder).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (a8, ar) = a.split_at(a.len() / 8 * 8);
-    let (b8, br) = b.split_at(a8.len());
-    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-/// The key and value caches of one row: per layer `[kv_head][cap][d]`.
+/// The key and value caches of one row: per layer, keys transposed
+/// `[kv_head][d][cap]` (a token's scores are then `d` contiguous
+/// multiply-adds over its positions) and values `[kv_head][cap][d]`.
 struct RowCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
@@ -48,11 +33,15 @@ struct Decoder {
     rows: Vec<RowCache>,
 }
 
-/// What every row's forward reads: the flat weights and the RoPE tables.
+/// What every row's forward reads: the flat weights (the projections
+/// transposed, `[in, out]`, see [`crate::backprop::linear_fwd_t`]) and the
+/// RoPE tables.
 struct Net {
     g: Geo,
     idx: Index,
     w: Vec<Vec<f32>>,
+    /// The output head transposed, `[hidden, vocab]`.
+    lm_t: Vec<f32>,
     cap: usize,
     cos: Vec<f32>,
     sin: Vec<f32>,
@@ -66,11 +55,26 @@ impl Decoder {
     fn new(model: &Model, rows: usize, cap: usize) -> Result<Self> {
         let g = model.geo();
         let idx = Index::new(model)?;
-        let w: Vec<Vec<f32>> = model
+        let mut w: Vec<Vec<f32>> = model
             .named_weights()
             .iter()
             .map(|(_, t)| t.flatten_all()?.to_vec1::<f32>())
             .collect::<candle_core::Result<_>>()?;
+        let (qw, kw) = (g.heads * g.d, g.kvh * g.d);
+        for li in &idx.layers {
+            for (i, out, inn) in [
+                (li.wq, qw, g.hidden),
+                (li.wk, kw, g.hidden),
+                (li.wv, kw, g.hidden),
+                (li.wo, g.hidden, qw),
+                (li.wg, g.inter, g.hidden),
+                (li.wu, g.inter, g.hidden),
+                (li.wd, g.hidden, g.inter),
+            ] {
+                w[i] = transpose(&w[i], out, inn);
+            }
+        }
+        let lm_t = transpose(&w[idx.lm], g.vocab, g.hidden);
         let per = g.kvh * cap * g.d;
         let layers = idx.layers.len();
         let (cos, sin) = model.rope.table_vecs(cap);
@@ -85,6 +89,7 @@ impl Decoder {
                 g,
                 idx,
                 w,
+                lm_t,
                 cap,
                 cos,
                 sin,
@@ -192,9 +197,9 @@ impl Net {
             let wt = |i: usize| w[i].as_slice();
             // 1. Norm, projections, q/k norms, RoPE.
             rms_fwd(&x, wt(li.ln1), g.eps, &mut h, &mut r);
-            linear_fwd(&h, wt(li.wq), li.bq.map(wt), &mut q, n, hd, qw);
-            linear_fwd(&h, wt(li.wk), li.bk.map(wt), &mut k, n, hd, kw);
-            linear_fwd(&h, wt(li.wv), li.bv.map(wt), &mut v, n, hd, kw);
+            linear(&h, wt(li.wq), li.bq.map(wt), &mut q, n, hd, qw);
+            linear(&h, wt(li.wk), li.bk.map(wt), &mut k, n, hd, kw);
+            linear(&h, wt(li.wv), li.bv.map(wt), &mut v, n, hd, kw);
             if let (Some(qn), Some(kn)) = (li.qn, li.kn) {
                 let mut t = vec![0f32; n * qw];
                 let mut rr = vec![0f32; n * g.heads];
@@ -210,11 +215,14 @@ impl Net {
             // 2. Write the new keys and values into the caches.
             for (i, (&f, &p)) in trow.iter().zip(&tpos).enumerate() {
                 let (kc, vc) = (&mut caches[f].k[l], &mut caches[f].v[l]);
+                let p = p as usize;
                 for kh in 0..g.kvh {
-                    let at = (kh * cap + p as usize) * d;
+                    let at = (kh * cap + p) * d;
                     let from = i * kw + kh * d;
-                    kc[at..at + d].copy_from_slice(&k[from..from + d]);
                     vc[at..at + d].copy_from_slice(&v[from..from + d]);
+                    for (c, &kv) in k[from..from + d].iter().enumerate() {
+                        kc[(kh * d + c) * cap + p] = kv;
+                    }
                 }
             }
             // 3. Attention of every new token over its row's cache (causal).
@@ -225,8 +233,14 @@ impl Net {
                 for hh in 0..g.heads {
                     let base = (hh / grp) * cap * d;
                     let qh = &qrow[hh * d..hh * d + d];
-                    for (j, sj) in s.iter_mut().enumerate() {
-                        *sj = dot(qh, &kc[base + j * d..base + j * d + d]);
+                    // Scores as d passes of `s += q[c] * K^T[c]` over the
+                    // positions: contiguous, no horizontal sums.
+                    s.fill(0.0);
+                    for (c, &qc) in qh.iter().enumerate() {
+                        let kt = &kc[base + c * cap..base + c * cap + len];
+                        for (sj, &kv) in s.iter_mut().zip(kt) {
+                            *sj += qc * kv;
+                        }
                     }
                     kernels::softmax_scaled(s, pr, scale);
                     let oh = &mut orow[hh * d..hh * d + d];
@@ -240,17 +254,17 @@ impl Net {
                 }
             }
             // 4. Output projection and residual; MLP and residual.
-            linear_fwd(&o, wt(li.wo), li.bo.map(wt), &mut xm, n, qw, hd);
+            linear(&o, wt(li.wo), li.bo.map(wt), &mut xm, n, qw, hd);
             for (a, &b) in xm.iter_mut().zip(&x) {
                 *a += b;
             }
             rms_fwd(&xm, wt(li.ln2), g.eps, &mut h, &mut r);
-            linear_fwd(&h, wt(li.wg), li.bg.map(wt), &mut gate, n, hd, g.inter);
-            linear_fwd(&h, wt(li.wu), li.bu.map(wt), &mut up, n, hd, g.inter);
+            linear(&h, wt(li.wg), li.bg.map(wt), &mut gate, n, hd, g.inter);
+            linear(&h, wt(li.wu), li.bu.map(wt), &mut up, n, hd, g.inter);
             for (gv, &uv) in gate.iter_mut().zip(&up) {
                 *gv = silu(*gv) * uv;
             }
-            linear_fwd(&gate, wt(li.wd), li.bd.map(wt), &mut x, n, g.inter, hd);
+            linear(&gate, wt(li.wd), li.bd.map(wt), &mut x, n, g.inter, hd);
             for (a, &b) in x.iter_mut().zip(&xm) {
                 *a += b;
             }
@@ -267,7 +281,7 @@ impl Net {
         let mut rf = vec![0f32; nf];
         rms_fwd(&last, &w[self.idx.norm], g.eps, &mut hf, &mut rf);
         let mut logits = vec![0f32; nf * g.vocab];
-        mm_nt(&hf, &w[self.idx.lm], &mut logits, nf, hd, g.vocab, false);
+        linear(&hf, &self.lm_t, None, &mut logits, nf, hd, g.vocab);
         logits.chunks_exact(g.vocab).map(<[f32]>::to_vec).collect()
     }
 }

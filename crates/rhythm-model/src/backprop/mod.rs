@@ -42,7 +42,9 @@ use rayon::prelude::*;
 
 use self::attention::{attention_bwd, attention_fwd};
 use self::kernels::*;
-pub(crate) use self::kernels::{linear_fwd, mm_nt, rms_fwd, rope_inplace, serial, silu};
+pub(crate) use self::kernels::{
+    linear_fwd, linear_fwd_t, mm_nt, rms_fwd, rope_inplace, serial, silu, transpose,
+};
 
 use crate::error::{ModelError, Result};
 use crate::layout::{LayerNames, EMBED_TOKENS, FINAL_NORM, LM_HEAD};
