@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use crate::backprop::{linear_fwd_t as linear, rms_fwd, rope_inplace, silu, transpose, Geo, Index};
+use crate::backprop::{linear_fwd_t as linear, rms_fwd, rope_inplace, transpose, Geo, Index};
 use crate::error::Result;
 use crate::generate::{log_prob, pick, row_streams, FinishReason, Generation, SamplingParams};
 use crate::kernels;
@@ -161,8 +161,6 @@ impl Net {
     fn forward(&self, feeds: &[Feed], caches: &mut [&mut RowCache]) -> Vec<Vec<f32>> {
         let g = self.g;
         let (hd, qw, kw, d) = (g.hidden, g.heads * g.d, g.kvh * g.d, g.d);
-        let grp = g.heads / g.kvh;
-        let scale = 1.0 / (d as f32).sqrt();
         let cap = self.cap;
         // Token i belongs to feed trow[i] at position tpos[i].
         let mut trow = Vec::new();
@@ -226,33 +224,21 @@ impl Net {
                 }
             }
             // 3. Attention of every new token over its row's cache (causal).
-            for (i, (orow, qrow)) in o.chunks_exact_mut(qw).zip(q.chunks_exact(qw)).enumerate() {
-                let len = tpos[i] as usize + 1;
-                let (kc, vc) = (&caches[trow[i]].k[l], &caches[trow[i]].v[l]);
-                let (s, pr) = (&mut s[..len], &mut pr[..len]);
-                for hh in 0..g.heads {
-                    let base = (hh / grp) * cap * d;
-                    let qh = &qrow[hh * d..hh * d + d];
-                    // Scores as d passes of `s += q[c] * K^T[c]` over the
-                    // positions: contiguous, no horizontal sums.
-                    s.fill(0.0);
-                    for (c, &qc) in qh.iter().enumerate() {
-                        let kt = &kc[base + c * cap..base + c * cap + len];
-                        for (sj, &kv) in s.iter_mut().zip(kt) {
-                            *sj += qc * kv;
-                        }
-                    }
-                    kernels::softmax_scaled(s, pr, scale);
-                    let oh = &mut orow[hh * d..hh * d + d];
-                    oh.fill(0.0);
-                    for (j, &pj) in pr.iter().enumerate() {
-                        let vj = &vc[base + j * d..base + j * d + d];
-                        for (ov, &vv) in oh.iter_mut().zip(vj) {
-                            *ov += pj * vv;
-                        }
-                    }
-                }
-            }
+            let rows: Vec<(&[f32], &[f32])> = caches
+                .iter()
+                .map(|c| (c.k[l].as_slice(), c.v[l].as_slice()))
+                .collect();
+            pulp::Arch::new().dispatch(Attend {
+                g: &g,
+                cap,
+                q: &q,
+                o: &mut o,
+                trow: &trow,
+                tpos: &tpos,
+                rows: &rows,
+                s: &mut s,
+                pr: &mut pr,
+            });
             // 4. Output projection and residual; MLP and residual.
             linear(&o, wt(li.wo), li.bo.map(wt), &mut xm, n, qw, hd);
             for (a, &b) in xm.iter_mut().zip(&x) {
@@ -261,9 +247,7 @@ impl Net {
             rms_fwd(&xm, wt(li.ln2), g.eps, &mut h, &mut r);
             linear(&h, wt(li.wg), li.bg.map(wt), &mut gate, n, hd, g.inter);
             linear(&h, wt(li.wu), li.bu.map(wt), &mut up, n, hd, g.inter);
-            for (gv, &uv) in gate.iter_mut().zip(&up) {
-                *gv = silu(*gv) * uv;
-            }
+            kernels::silu_mul(&mut gate, &up);
             linear(&gate, wt(li.wd), li.bd.map(wt), &mut x, n, g.inter, hd);
             for (a, &b) in x.iter_mut().zip(&xm) {
                 *a += b;
@@ -283,6 +267,75 @@ impl Net {
         let mut logits = vec![0f32; nf * g.vocab];
         linear(&hf, &self.lm_t, None, &mut logits, nf, hd, g.vocab);
         logits.chunks_exact(g.vocab).map(<[f32]>::to_vec).collect()
+    }
+}
+
+/// The attention of every new token of a forward over its row's cache,
+/// as one [`pulp::WithSimd`] operation so that its loops are compiled with
+/// the CPU's vector features (AVX-512 or AVX2 + FMA; the crate itself is
+/// built for baseline x86-64).
+struct Attend<'a> {
+    g: &'a Geo,
+    cap: usize,
+    /// Queries `[tokens, heads * d]` and outputs of the same shape.
+    q: &'a [f32],
+    o: &'a mut [f32],
+    /// Token `i` belongs to row `trow[i]` (of `rows`) at position `tpos[i]`.
+    trow: &'a [usize],
+    tpos: &'a [u32],
+    /// Each row's keys `[kv_head][d][cap]` and values `[kv_head][cap][d]`.
+    rows: &'a [(&'a [f32], &'a [f32])],
+    /// Scratch rows of `cap` scores and probabilities.
+    s: &'a mut [f32],
+    pr: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Attend<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Attend {
+            g,
+            cap,
+            q,
+            o,
+            trow,
+            tpos,
+            rows,
+            s,
+            pr,
+        } = self;
+        let (d, qw) = (g.d, g.heads * g.d);
+        let grp = g.heads / g.kvh;
+        let scale = 1.0 / (d as f32).sqrt();
+        for (i, (orow, qrow)) in o.chunks_exact_mut(qw).zip(q.chunks_exact(qw)).enumerate() {
+            let len = tpos[i] as usize + 1;
+            let (kc, vc) = rows[trow[i]];
+            let (s, pr) = (&mut s[..len], &mut pr[..len]);
+            for hh in 0..g.heads {
+                let base = (hh / grp) * cap * d;
+                let qh = &qrow[hh * d..hh * d + d];
+                // Scores as d passes of `s += q[c] * K^T[c]` over the
+                // positions: contiguous, no horizontal sums.
+                s.fill(0.0);
+                for (c, &qc) in qh.iter().enumerate() {
+                    let kt = &kc[base + c * cap..base + c * cap + len];
+                    for (sj, &kv) in s.iter_mut().zip(kt) {
+                        *sj += qc * kv;
+                    }
+                }
+                kernels::softmax_scaled_with(simd, s, pr, scale);
+                let oh = &mut orow[hh * d..hh * d + d];
+                oh.fill(0.0);
+                for (j, &pj) in pr.iter().enumerate() {
+                    let vj = &vc[base + j * d..base + j * d + d];
+                    for (ov, &vv) in oh.iter_mut().zip(vj) {
+                        *ov += pj * vv;
+                    }
+                }
+            }
+        }
     }
 }
 

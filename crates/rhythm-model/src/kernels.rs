@@ -97,6 +97,43 @@ pub fn softmax_scaled(s: &[f32], out: &mut [f32], scale: f32) {
     pulp::Arch::new().dispatch(Softmax { s, out, scale })
 }
 
+/// [`softmax_scaled`] inside an operation already dispatched with `simd`.
+#[inline(always)]
+pub(crate) fn softmax_scaled_with<S: pulp::Simd>(simd: S, s: &[f32], out: &mut [f32], scale: f32) {
+    Softmax { s, out, scale }.with_simd(simd)
+}
+
+/// `gate[i] = silu(gate[i]) * up[i]` with the vector [`exp`].
+pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len(), "silu_mul: lengths differ");
+    pulp::Arch::new().dispatch(SiluMul { gate, up })
+}
+
+/// [`silu_mul`] as a [`pulp::WithSimd`] operation.
+struct SiluMul<'a> {
+    gate: &'a mut [f32],
+    up: &'a [f32],
+}
+
+impl pulp::WithSimd for SiluMul<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let (gs, gtail) = S::as_mut_simd_f32s(self.gate);
+        let (us, utail) = S::as_simd_f32s(self.up);
+        let one = simd.splat_f32s(1.0);
+        let zero = simd.splat_f32s(0.0);
+        for (g, &u) in gs.iter_mut().zip(us) {
+            let e = exp_simd(simd, simd.sub_f32s(zero, *g));
+            *g = simd.mul_f32s(simd.div_f32s(*g, simd.add_f32s(one, e)), u);
+        }
+        for (g, &u) in gtail.iter_mut().zip(utail) {
+            *g = *g / (1.0 + exp(-*g)) * u;
+        }
+    }
+}
+
 /// [`softmax_scaled`] as a [`pulp::WithSimd`] operation: `pulp` calls it
 /// from a function compiled with the CPU's vector features, and everything
 /// below is `#[inline(always)]` so that it is compiled with them too.
@@ -105,6 +142,8 @@ struct Softmax<'a> {
     out: &'a mut [f32],
     scale: f32,
 }
+
+use pulp::WithSimd as _;
 
 impl pulp::WithSimd for Softmax<'_> {
     type Output = ();
