@@ -189,6 +189,7 @@ impl Net {
         let mut xm = vec![0f32; n * hd];
         let mut gate = vec![0f32; n * g.inter];
         let mut up = vec![0f32; n * g.inter];
+        let mut act = vec![0f32; n * g.inter];
         let mut s = vec![0f32; cap];
         let mut pr = vec![0f32; cap];
         for (l, li) in self.idx.layers.iter().enumerate() {
@@ -247,8 +248,8 @@ impl Net {
             rms_fwd(&xm, wt(li.ln2), g.eps, &mut h, &mut r);
             linear(&h, wt(li.wg), li.bg.map(wt), &mut gate, n, hd, g.inter);
             linear(&h, wt(li.wu), li.bu.map(wt), &mut up, n, hd, g.inter);
-            kernels::silu_mul(&mut gate, &up);
-            linear(&gate, wt(li.wd), li.bd.map(wt), &mut x, n, g.inter, hd);
+            kernels::silu_mul(&mut act, &gate, &up);
+            linear(&act, wt(li.wd), li.bd.map(wt), &mut x, n, g.inter, hd);
             for (a, &b) in x.iter_mut().zip(&xm) {
                 *a += b;
             }

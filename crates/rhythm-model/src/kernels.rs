@@ -103,15 +103,20 @@ pub(crate) fn softmax_scaled_with<S: pulp::Simd>(simd: S, s: &[f32], out: &mut [
     Softmax { s, out, scale }.with_simd(simd)
 }
 
-/// `gate[i] = silu(gate[i]) * up[i]` with the vector [`exp`].
-pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    assert_eq!(gate.len(), up.len(), "silu_mul: lengths differ");
-    pulp::Arch::new().dispatch(SiluMul { gate, up })
+/// `act[i] = silu(gate[i]) * up[i]` with the vector [`exp`] (the MLP's
+/// activation; `silu(g) = g / (1 + exp(-g))`).
+pub(crate) fn silu_mul(act: &mut [f32], gate: &[f32], up: &[f32]) {
+    assert!(
+        act.len() == gate.len() && gate.len() == up.len(),
+        "silu_mul: lengths differ"
+    );
+    pulp::Arch::new().dispatch(SiluMul { act, gate, up })
 }
 
 /// [`silu_mul`] as a [`pulp::WithSimd`] operation.
 struct SiluMul<'a> {
-    gate: &'a mut [f32],
+    act: &'a mut [f32],
+    gate: &'a [f32],
     up: &'a [f32],
 }
 
@@ -120,16 +125,66 @@ impl pulp::WithSimd for SiluMul<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let (gs, gtail) = S::as_mut_simd_f32s(self.gate);
+        let (os, otail) = S::as_mut_simd_f32s(self.act);
+        let (gs, gtail) = S::as_simd_f32s(self.gate);
         let (us, utail) = S::as_simd_f32s(self.up);
         let one = simd.splat_f32s(1.0);
         let zero = simd.splat_f32s(0.0);
-        for (g, &u) in gs.iter_mut().zip(us) {
-            let e = exp_simd(simd, simd.sub_f32s(zero, *g));
-            *g = simd.mul_f32s(simd.div_f32s(*g, simd.add_f32s(one, e)), u);
+        for ((o, &g), &u) in os.iter_mut().zip(gs).zip(us) {
+            let e = exp_simd(simd, simd.sub_f32s(zero, g));
+            *o = simd.mul_f32s(simd.div_f32s(g, simd.add_f32s(one, e)), u);
         }
-        for (g, &u) in gtail.iter_mut().zip(utail) {
-            *g = *g / (1.0 + exp(-*g)) * u;
+        for ((o, &g), &u) in otail.iter_mut().zip(gtail).zip(utail) {
+            *o = g / (1.0 + exp(-g)) * u;
+        }
+    }
+}
+
+/// Backward of [`silu_mul`] in place: from `dact`, `gate` becomes
+/// `dgate = dact * up * s * (1 + g * (1 - s))` and `up` becomes
+/// `dup = dact * silu(g)`, with `s = sigmoid(g)`.
+pub(crate) fn silu_mul_bwd(gate: &mut [f32], up: &mut [f32], dact: &[f32]) {
+    assert!(
+        gate.len() == up.len() && up.len() == dact.len(),
+        "silu_mul_bwd: lengths differ"
+    );
+    pulp::Arch::new().dispatch(SiluMulBwd { gate, up, dact })
+}
+
+/// [`silu_mul_bwd`] as a [`pulp::WithSimd`] operation.
+struct SiluMulBwd<'a> {
+    gate: &'a mut [f32],
+    up: &'a mut [f32],
+    dact: &'a [f32],
+}
+
+impl pulp::WithSimd for SiluMulBwd<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let (gs, gtail) = S::as_mut_simd_f32s(self.gate);
+        let (us, utail) = S::as_mut_simd_f32s(self.up);
+        let (ds, dtail) = S::as_simd_f32s(self.dact);
+        let one = simd.splat_f32s(1.0);
+        let zero = simd.splat_f32s(0.0);
+        for ((g, u), &d) in gs.iter_mut().zip(us.iter_mut()).zip(ds) {
+            let sg = simd.div_f32s(
+                one,
+                simd.add_f32s(one, exp_simd(simd, simd.sub_f32s(zero, *g))),
+            );
+            let si = simd.mul_f32s(*g, sg);
+            let inner = simd.add_f32s(one, simd.mul_f32s(*g, simd.sub_f32s(one, sg)));
+            let dg = simd.mul_f32s(simd.mul_f32s(simd.mul_f32s(d, *u), sg), inner);
+            *u = simd.mul_f32s(d, si);
+            *g = dg;
+        }
+        for ((g, u), &d) in gtail.iter_mut().zip(utail.iter_mut()).zip(dtail) {
+            let sg = 1.0 / (1.0 + exp(-*g));
+            let si = *g * sg;
+            let dg = d * *u * sg * (1.0 + *g * (1.0 - sg));
+            *u = d * si;
+            *g = dg;
         }
     }
 }

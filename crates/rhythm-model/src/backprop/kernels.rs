@@ -294,11 +294,6 @@ pub(crate) fn rope_inplace(
         });
 }
 
-/// `silu(g) * u`.
-pub(crate) fn silu(g: f32) -> f32 {
-    g / (1.0 + (-g).exp())
-}
-
 /// `y[rows, out] = x . wt + b` with the weight stored transposed,
 /// `wt[inn, out]` (row-major): the layout the GEMM reads without packing,
 /// 1.6-3.4x faster than [`linear_fwd`] at the few rows of a decode step

@@ -43,7 +43,7 @@ use rayon::prelude::*;
 use self::attention::{attention_bwd, attention_fwd};
 use self::kernels::*;
 pub(crate) use self::kernels::{
-    linear_fwd, linear_fwd_t, mm_nt, rms_fwd, rope_inplace, serial, silu, transpose,
+    linear_fwd, linear_fwd_t, mm_nt, rms_fwd, rope_inplace, serial, transpose,
 };
 
 use crate::error::{ModelError, Result};
@@ -390,11 +390,7 @@ impl Model {
             let mut act = vec![0f32; n * g.inter];
             act.par_chunks_mut(4096)
                 .zip(gate.par_chunks(4096).zip(up.par_chunks(4096)))
-                .for_each(|(ab, (gb, ub))| {
-                    for ((o, &gv), &uv) in ab.iter_mut().zip(gb).zip(ub) {
-                        *o = silu(gv) * uv;
-                    }
-                });
+                .for_each(|(ab, (gb, ub))| crate::kernels::silu_mul(ab, gb, ub));
             let mut xo = vec![0f32; n * hd];
             linear_fwd(&act, w(li.wd), li.bd.map(w), &mut xo, n, g.inter, hd);
             for (o, &m) in xo.iter_mut().zip(&xm) {
@@ -556,15 +552,7 @@ impl Model {
                 .par_chunks_mut(4096)
                 .zip(a.up.par_chunks_mut(4096))
                 .zip(dact.par_chunks(4096))
-                .for_each(|((gb, ub), db)| {
-                    for ((gv, uv), &dv) in gb.iter_mut().zip(ub.iter_mut()).zip(db) {
-                        let sg = 1.0 / (1.0 + (-*gv).exp());
-                        let si = *gv * sg;
-                        let dg = dv * *uv * sg * (1.0 + *gv * (1.0 - sg));
-                        *uv = dv * si;
-                        *gv = dg;
-                    }
-                });
+                .for_each(|((gb, ub), db)| crate::kernels::silu_mul_bwd(gb, ub, db));
             let (dgate, dup) = (&a.gate, &a.up);
             let mut dh2 = vec![0f32; n * hd];
             mm_nn(dgate, w(li.wg), &mut dh2, n, g.inter, hd, false);
