@@ -94,7 +94,7 @@ fn batch_equals_one_by_one_on_every_family() {
     for family in ["qwen3", "qwen2", "llama"] {
         let (m, _) = Model::random(&common::tiny(family), 5, 3.0, &Device::Cpu).unwrap();
         let items: Vec<(Vec<u32>, usize)> =
-            [(13usize, 4usize, 1u64), (7, 2, 2), (21, 9, 3), (2, 1, 4)]
+            [(13usize, 4usize, 1u64), (7, 2, 2), (21, 9, 3), (2, 1, 4), (90, 30, 5)]
                 .iter()
                 .map(|&(n, p, s)| (common::ids(n, 40, s), p))
                 .collect();
@@ -104,7 +104,8 @@ fn batch_equals_one_by_one_on_every_family() {
         // No layer: entropy and log-probabilities only.
         check(&m, &items, &[], &params(), usize::MAX);
         // A budget that splits the batch and sends the longest alone to the
-        // blockwise probe (4 heads x 21^2 = 1,764 > 1,000).
+        // blockwise probe (4 heads x 21^2 = 1,764 > 1,000; 90 tokens: more than
+        // one causal block of the packed attention).
         check(&m, &items, &[0, 1], &params(), 1_000);
     }
 }
