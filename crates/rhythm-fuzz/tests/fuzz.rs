@@ -207,6 +207,39 @@ fn corpora_replay_and_bounded_mutation_run() {
 /// made `check_header`'s message two lines. Control characters from the
 /// file are now escaped.
 #[test]
+fn regression_shard_name_with_line_break() {
+    // libFuzzer (model_files, after 8.8M executions): a shard name holding a
+    // line break (and others holding `/`) in model.safetensors.index.json
+    // made "file not found" a two-line message; shard names must now be file
+    // names of the model directory, escaped in the message.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/model_files/regress_newline_in_shard_name");
+    let bytes = std::fs::read(&path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.safetensors.index.json"), &bytes).unwrap();
+    let err = rhythm_model::weights::weight_files(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains('\n'), "{err:?}");
+    assert!(
+        err.contains("is not a file name of the model directory"),
+        "{err:?}"
+    );
+    for bad in ["../model.safetensors", "a\\b", "..", "", "x\u{1b}y"] {
+        let index = serde_json::json!({"weight_map": {"w": bad}}).to_string();
+        std::fs::write(dir.path().join("model.safetensors.index.json"), index).unwrap();
+        let err = rhythm_model::weights::weight_files(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("weight_map.w") && !err.contains('\n'),
+            "{bad:?}: {err}"
+        );
+    }
+    rhythm_fuzz::model_files(&bytes);
+}
+
+#[test]
 fn regression_safetensors_name_with_line_break() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("corpus/safetensors/regress_newline_in_name");

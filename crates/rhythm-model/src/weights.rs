@@ -33,11 +33,32 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             })?;
         let mut files: Vec<PathBuf> = Vec::new();
         for (name, f) in map {
+            // Names and values come from the file: control characters are
+            // escaped so that a message stays one line.
+            let field = format!("weight_map.{}", name.escape_debug());
             let f = f.as_str().ok_or_else(|| ModelError::InvalidConfig {
                 path: index.clone(),
-                field: format!("weight_map.{name}"),
+                field: field.clone(),
                 msg: "expected a file name".into(),
             })?;
+            // A shard is a file of the model directory: no separators, no
+            // `.`/`..`, no control characters (no path outside the directory,
+            // no line break in a later "file not found").
+            if f.is_empty()
+                || f == "."
+                || f == ".."
+                || f.contains(['/', '\\'])
+                || f.chars().any(char::is_control)
+            {
+                return Err(ModelError::InvalidConfig {
+                    path: index.clone(),
+                    field,
+                    msg: format!(
+                        "`{}` is not a file name of the model directory",
+                        f.escape_debug()
+                    ),
+                });
+            }
             let p = dir.join(f);
             if !files.contains(&p) {
                 files.push(p);

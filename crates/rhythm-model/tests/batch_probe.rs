@@ -93,11 +93,16 @@ fn params() -> Params {
 fn batch_equals_one_by_one_on_every_family() {
     for family in ["qwen3", "qwen2", "llama"] {
         let (m, _) = Model::random(&common::tiny(family), 5, 3.0, &Device::Cpu).unwrap();
-        let items: Vec<(Vec<u32>, usize)> =
-            [(13usize, 4usize, 1u64), (7, 2, 2), (21, 9, 3), (2, 1, 4), (90, 30, 5)]
-                .iter()
-                .map(|&(n, p, s)| (common::ids(n, 40, s), p))
-                .collect();
+        let items: Vec<(Vec<u32>, usize)> = [
+            (13usize, 4usize, 1u64),
+            (7, 2, 2),
+            (21, 9, 3),
+            (2, 1, 4),
+            (90, 30, 5),
+        ]
+        .iter()
+        .map(|&(n, p, s)| (common::ids(n, 40, s), p))
+        .collect();
         check(&m, &items, &[0, 1], &params(), usize::MAX);
         // Reversed layer order: summaries follow the order asked.
         check(&m, &items, &[1], &params(), usize::MAX);
