@@ -6,7 +6,12 @@
 //! a row's positions count its own tokens, as the padded path's position
 //! ids do), finished rows leave the batch (the candle path keeps feeding
 //! them a masked filler), and a step is a handful of GEMMs over the live rows
-//! plus per-row attention loops. The prompts are prefilled in the same way,
+//! plus per-row attention loops. The live rows are split into one part per
+//! thread and each part runs its whole step alone (single-threaded GEMMs on
+//! weights stored transposed, which the GEMM reads without packing; the
+//! attention and SiLU under `pulp`'s runtime dispatch), so that a step costs
+//! one synchronisation rather than one per small GEMM; the samples do not
+//! depend on the thread count. The prompts are prefilled in the same way,
 //! all their tokens at once. Sampling is unchanged ([`crate::generate::pick`],
 //! stream `i` of the seed for row `i`), so the outputs equal the candle
 //! path's up to float rounding (which can flip near-ties).
