@@ -48,6 +48,7 @@ use minijinja::{Environment, Error as JError, ErrorKind, State};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::error::json_kind;
 use crate::error::{ModelError, Result};
 use crate::pretrained::Pretrained;
 
@@ -563,17 +564,6 @@ fn bad(path: &Path, msg: String) -> ModelError {
         path: path.to_path_buf(),
         field: NAME.into(),
         msg,
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

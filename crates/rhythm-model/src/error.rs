@@ -174,3 +174,17 @@ impl ModelError {
         }
     }
 }
+
+/// What kind of JSON value `value` is, for messages ("a string", "an
+/// array", ...): the one wording every reader of JSON input uses.
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

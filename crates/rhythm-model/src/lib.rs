@@ -66,7 +66,7 @@ pub use backprop::{Gradients, Tape};
 pub use chat::{ChatMode, ChatSettings, ChatTemplate, Prompt, RenderOptions};
 pub use config::{Config, Family, GenerationDefaults, RopeScaling, TokenIds};
 pub use device::{DeviceSettings, DeviceSpec};
-pub use error::{ModelError, Result};
+pub use error::{json_kind, ModelError, Result};
 pub use generate::{FinishReason, Generation, SamplingParams};
 pub use layout::{weight_specs, WeightKind, WeightSpec};
 pub use model::{KvCache, Model};

@@ -27,6 +27,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use rhythm_model::json_kind;
 use serde_json::{Map, Value};
 
 use crate::tasks::countdown::CountdownInstance;
@@ -225,7 +226,7 @@ fn parse_lines<T>(
         let Value::Object(object) = value else {
             return Err(error(format!(
                 "expected a JSON object, found {}",
-                kind(&value)
+                json_kind(&value)
             )));
         };
         out.push(parse(&object).map_err(error)?);
@@ -323,24 +324,13 @@ fn as_u32(value: &Value) -> Option<u32> {
     value.as_u64().and_then(|n| u32::try_from(n).ok())
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// A value for an error message: short ones verbatim, long ones by kind.
 fn short(value: &Value) -> String {
     let text = value.to_string();
     if text.len() <= 40 {
         text
     } else {
-        kind(value).to_string()
+        json_kind(value).to_string()
     }
 }
 

@@ -9,6 +9,7 @@
 //! `[0, 1]`, lengths and times are not negative. Every error is one line
 //! naming the file and line.
 
+use rhythm_model::json_kind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -95,7 +96,7 @@ fn parse_line(line: &str) -> std::result::Result<StepMetrics, String> {
     let v: Value =
         serde_json::from_str(line).map_err(|e| format!("expected a JSON object: {e}"))?;
     if !v.is_object() {
-        return Err(format!("expected a JSON object, got {}", kind(&v)));
+        return Err(format!("expected a JSON object, got {}", json_kind(&v)));
     }
     let m: StepMetrics = serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
@@ -129,18 +130,6 @@ fn parse_line(line: &str) -> std::result::Result<StepMetrics, String> {
         }
     }
     Ok(m)
-}
-
-/// What kind of JSON value `v` is, for messages.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

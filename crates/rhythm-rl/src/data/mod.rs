@@ -36,6 +36,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use rhythm_model::json_kind;
 use rhythm_model::{ChatSettings, Prompt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -278,7 +279,10 @@ fn parse_object(text: &str) -> Result<Map<String, Value>, String> {
     })?;
     match value {
         Value::Object(object) => Ok(object),
-        other => Err(format!("expected a JSON object, found {}", kind(&other))),
+        other => Err(format!(
+            "expected a JSON object, found {}",
+            json_kind(&other)
+        )),
     }
 }
 
@@ -373,7 +377,7 @@ impl DataSettings {
             let Value::Array(list) = messages else {
                 return Err(format!(
                     "expected \"{field}\" to be a list of {{\"role\", \"content\"}} messages, found {}",
-                    kind(messages)
+                    json_kind(messages)
                 ));
             };
             let mut list = list.clone();
@@ -405,7 +409,7 @@ impl DataSettings {
                 other => {
                     return Err(format!(
                         "expected \"{field}\" to be text or a list of messages, found {}",
-                        kind(other)
+                        json_kind(other)
                     ))
                 }
             }
@@ -434,7 +438,7 @@ impl DataSettings {
                 Some(other) => {
                     return Err(format!(
                         "expected \"{field}\" to be text or a list of messages, found {}",
-                        kind(other)
+                        json_kind(other)
                     ))
                 }
             };
@@ -447,7 +451,7 @@ impl DataSettings {
                 return Err(format!(
                     "expected \"{}\" to be a string or a number, found {}",
                     self.answer_field,
-                    kind(other)
+                    json_kind(other)
                 ))
             }
         };
@@ -506,7 +510,7 @@ fn message_text(message: &Value) -> Result<String, String> {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(format!(
             "expected \"content\" to be text, found {}",
-            kind(other)
+            json_kind(other)
         )),
         None => Err("expected a \"content\" field".into()),
     }
@@ -570,17 +574,6 @@ pub fn load_tasks(src: &TaskSource) -> Result<(Vec<Task>, Vec<Task>), DatasetErr
         return Err(DatasetError::Invalid("the training set is empty".into()));
     }
     Ok((train, eval))
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn describe_keys(object: &Map<String, Value>) -> String {
