@@ -15,43 +15,15 @@ No Python packages are needed.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-
-
-def tasks(binary: str, path: Path, n: int) -> None:
-    p = subprocess.run([binary, "eval", "--split", "train", "--limit", str(n), "--k", "0", "--json"],
-                       cwd=ROOT, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"rhythm eval failed:\n{p.stderr[-2000:]}")
-    rows = [{"nums": i["task"]["nums"], "target": i["task"]["target"]}
-            for i in json.loads(p.stdout)["instances"]]
-    path.write_text("".join(json.dumps(t) + "\n" for t in rows))
-
-
-def run(binary: str, a, data: Path, out: Path) -> list[dict]:
-    cmd = [binary, "train", "--model", a.model, "--task", "countdown", "--dataset", str(data),
-           "--prompt-style", "compact", "--strategy", a.strategy, "--steps", str(a.steps),
-           "--prompts-per-batch", "8", "--group-size", "8", "--micro-batch", "16",
-           "--grad-steps", "1", "--max-new-tokens", "320", "--temperature", "1.0",
-           "--kl-coef", "0", "--lr", "5e-5", "--eval-interval", "0",
-           "--save-interval", str(a.steps + 1), "--out", str(out), "--no-progress"]
-    env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
-    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    for r in rows:
-        r["step_s"] = r["rollout_s"] + r["probe_s"] + r["update_s"]
-    return rows
+# The task file and the `rhythm train` command of the TRL comparison.
+from rl_vs_trl import run_rhythm, write_tasks  # noqa: E402
 
 
 def main() -> None:
@@ -66,12 +38,14 @@ def main() -> None:
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ab_step-"))
     data = tmp / "tasks.jsonl"
-    tasks(a.new, data, 8 * a.steps)
+    write_tasks(Path(a.new).resolve(), data, 8 * a.steps)
     rows = {"old": [], "new": []}
     toks = {"old": None, "new": None}
     for k in range(a.rounds):
         for side in ("old", "new"):
-            r = run(getattr(a, side), a, data, tmp / f"{side}-{k}")
+            binary = Path(getattr(a, side)).resolve()
+            r = run_rhythm(binary, (ROOT / a.model).resolve(), data, a.strategy, a.steps,
+                           a.threads, tmp / f"{side}-{k}", False)
             rows[side] += r[1:]
             toks[side] = [x["gen_tokens"] for x in r]
     print(f"{a.model}, strategy {a.strategy}, {a.rounds} rounds x {a.steps} steps "
