@@ -11,7 +11,8 @@ use std::sync::Once;
 static TUNE: Once = Once::new();
 
 /// Raises glibc's mmap and trim thresholds (once per process; a no-op on
-/// other platforms). Called by the probe and [`crate::Model::forward_inference`];
+/// other platforms). Called by the probe, [`crate::Model::forward_inference`]
+/// and the hand-written training forward (so the update's backward too);
 /// binaries may call it at start-up to cover generation too. Freed memory up
 /// to the trim threshold (1 GiB) stays mapped for reuse.
 pub fn tune_allocator() {

@@ -20,7 +20,9 @@ use rayon::prelude::*;
 
 use crate::backprop::{linear_fwd_t as linear, rms_fwd, rope_inplace, transpose, Geo, Index};
 use crate::error::Result;
-use crate::generate::{log_prob, pick, row_streams, FinishReason, Generation, SamplingParams};
+use crate::generate::{
+    entropy_of, log_prob, pick, row_streams, FinishReason, Generation, SamplingParams,
+};
 use crate::kernels;
 use crate::model::Model;
 
@@ -359,6 +361,7 @@ impl Model {
             .map(|_| Generation {
                 tokens: Vec::new(),
                 logprobs: Vec::new(),
+                entropy: Vec::new(),
                 finish: FinishReason::Length,
             })
             .collect();
@@ -389,6 +392,7 @@ impl Model {
                 gen.tokens.push(tok);
                 if params.logprobs {
                     gen.logprobs.push(log_prob(lg, tok as usize) as f32);
+                    gen.entropy.push(entropy_of(lg));
                 }
                 let full = gen.tokens.len() >= params.max_new_tokens
                     || prompts[r].len() + gen.tokens.len() >= max_pos;

@@ -27,7 +27,8 @@ pub struct SamplingParams {
     pub stop_token_ids: Vec<u32>,
     /// Seed of the sampling streams.
     pub seed: u64,
-    /// Also return each generated token's log-probability.
+    /// Also return each generated token's log-probability and the entropy
+    /// of the distribution it was drawn from (both untempered).
     pub logprobs: bool,
 }
 
@@ -90,6 +91,10 @@ pub struct Generation {
     /// `ln p(token)` under the model's untempered distribution (temperature 1,
     /// no top-k/top-p), one per token; empty unless requested.
     pub logprobs: Vec<f32>,
+    /// The entropy (nats) of that untempered distribution at each generated
+    /// token (SPEC section 5's `H[t]` as the decoder saw it); empty unless
+    /// `logprobs` was requested.
+    pub entropy: Vec<f32>,
     /// Why generation ended.
     pub finish: FinishReason,
 }
@@ -144,6 +149,7 @@ impl Model {
             .map(|_| Generation {
                 tokens: Vec::new(),
                 logprobs: Vec::new(),
+                entropy: Vec::new(),
                 finish: FinishReason::Length,
             })
             .collect();
@@ -198,6 +204,7 @@ impl Model {
                 g.tokens.push(tok);
                 if params.logprobs {
                     g.logprobs.push(log_prob(&logits[r], tok as usize) as f32);
+                    g.entropy.push(entropy_of(&logits[r]));
                 }
                 if params.eos_token_ids.contains(&tok) {
                     g.finish = FinishReason::Eos;
@@ -259,6 +266,7 @@ impl Model {
         let mut out = Generation {
             tokens: Vec::new(),
             logprobs: Vec::new(),
+            entropy: Vec::new(),
             finish: FinishReason::Length,
         };
         // The whole sequence must stay probeable: at most max_position_embeddings.
@@ -273,6 +281,7 @@ impl Model {
             out.tokens.push(tok);
             if params.logprobs {
                 out.logprobs.push(log_prob(&logits, tok as usize) as f32);
+                out.entropy.push(entropy_of(&logits));
             }
             // 3. Stop on EOS / stop tokens / length.
             if params.eos_token_ids.contains(&tok) {
@@ -300,6 +309,11 @@ pub fn log_prob(logits: &[f32], tok: usize) -> f64 {
     let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let s: f64 = logits.iter().map(|&x| (x as f64 - m).exp()).sum();
     logits[tok] as f64 - m - s.ln()
+}
+
+/// The entropy (nats) of `softmax(logits)`.
+pub(crate) fn entropy_of(logits: &[f32]) -> f32 {
+    crate::kernels::entropy_and_logprob(logits, 0).0 as f32
 }
 
 /// Index of the first maximum (ties go to the lowest id, like `argmax`).

@@ -17,7 +17,7 @@ use rhythm_core::{CoreError, HeadGroups, HeadSummary, Params, Rhythm};
 
 use rayon::prelude::*;
 
-use crate::backprop::AttentionProbs;
+use crate::backprop::{AttentionProbs, Tape};
 use crate::error::{ModelError, Result};
 use crate::kernels;
 use crate::model::Model;
@@ -164,6 +164,92 @@ impl Model {
         params: &Params,
         budget: usize,
     ) -> Result<Vec<ProbedResponse>> {
+        self.check_probe_args(items, layers)?;
+        let heads = self.num_heads();
+        let cost = |ids: &[u32]| heads.saturating_mul(ids.len()).saturating_mul(ids.len());
+        let mut out: Vec<Option<ProbedResponse>> = vec![None; items.len()];
+        let mut pass: Vec<usize> = Vec::new();
+        let mut held = 0usize;
+        let flush = |pass: &mut Vec<usize>, out: &mut Vec<Option<ProbedResponse>>| -> Result<()> {
+            if pass.is_empty() {
+                return Ok(());
+            }
+            let batch: Vec<(&[u32], usize)> = pass.iter().map(|&i| items[i]).collect();
+            let (probed, _) =
+                self.probe_packed(&batch, layers, params, false)
+                    .map_err(|e| match e {
+                        ModelError::NonFinite { what } => ModelError::NonFinite {
+                            what: format!("responses {pass:?}: {what}"),
+                        },
+                        other => other,
+                    })?;
+            for (i, r) in pass.drain(..).zip(probed) {
+                out[i] = Some(r);
+            }
+            Ok(())
+        };
+        for (i, &(ids, p)) in items.iter().enumerate() {
+            let c = cost(ids);
+            if !self.supports_fast_train() || c > budget {
+                out[i] =
+                    Some(self.probe_response(ids, p, layers, params, ProbeExtras::default())?);
+                continue;
+            }
+            if held + c > budget {
+                flush(&mut pass, &mut out)?;
+                held = 0;
+            }
+            pass.push(i);
+            held += c;
+        }
+        flush(&mut pass, &mut out)?;
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every response probed"))
+            .collect())
+    }
+
+    /// [`Model::probe_responses`] for one micro-batch of the GRPO update,
+    /// keeping the activations: the probe's forward is then also the
+    /// update's training forward (same weights, same packed batch), and the
+    /// returned [`Tape`] goes to [`Model::train_backward`] once the credit
+    /// computed from the probe is known (its `logprobs` cover whole
+    /// sequences, position `t` predicting token `t + 1`). CPU only; the
+    /// items must fit one pass ([`Model::probe_fits_one_pass`]).
+    pub fn probe_for_update(
+        &self,
+        items: &[(&[u32], usize)],
+        layers: &[usize],
+        params: &Params,
+    ) -> Result<(Vec<ProbedResponse>, Tape)> {
+        self.check_probe_args(items, layers)?;
+        if !self.probe_fits_one_pass(items) {
+            return Err(ModelError::arg(
+                "items",
+                format!(
+                    "{} sequences of up to {} tokens need more than one probe pass \
+                     ({PROBE_BATCH_FLOATS} attention probabilities per layer)",
+                    items.len(),
+                    items.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0)
+                ),
+            ));
+        }
+        self.probe_packed(items, layers, params, true)
+    }
+
+    /// Whether `items` fit one packed probe pass on this model: the CPU, and
+    /// at most [`PROBE_BATCH_FLOATS`] attention probabilities per layer.
+    pub fn probe_fits_one_pass(&self, items: &[(&[u32], usize)]) -> bool {
+        let heads = self.num_heads();
+        let total = items.iter().fold(0usize, |acc, (ids, _)| {
+            acc.saturating_add(heads.saturating_mul(ids.len()).saturating_mul(ids.len()))
+        });
+        self.supports_fast_train() && total <= PROBE_BATCH_FLOATS
+    }
+
+    /// The argument checks of the batched probes: every response start
+    /// inside its sequence, layers distinct and present.
+    fn check_probe_args(&self, items: &[(&[u32], usize)], layers: &[usize]) -> Result<()> {
         for (i, &(ids, p)) in items.iter().enumerate() {
             if p == 0 || p >= ids.len() {
                 return Err(ModelError::arg(
@@ -192,59 +278,19 @@ impl Model {
                 ),
             ));
         }
-        let heads = self.num_heads();
-        let cost = |ids: &[u32]| heads.saturating_mul(ids.len()).saturating_mul(ids.len());
-        let mut out: Vec<Option<ProbedResponse>> = vec![None; items.len()];
-        let mut pass: Vec<usize> = Vec::new();
-        let mut held = 0usize;
-        let flush = |pass: &mut Vec<usize>, out: &mut Vec<Option<ProbedResponse>>| -> Result<()> {
-            if pass.is_empty() {
-                return Ok(());
-            }
-            let batch: Vec<(&[u32], usize)> = pass.iter().map(|&i| items[i]).collect();
-            let probed = self
-                .probe_packed(&batch, layers, params)
-                .map_err(|e| match e {
-                    ModelError::NonFinite { what } => ModelError::NonFinite {
-                        what: format!("responses {pass:?}: {what}"),
-                    },
-                    other => other,
-                })?;
-            for (i, r) in pass.drain(..).zip(probed) {
-                out[i] = Some(r);
-            }
-            Ok(())
-        };
-        for (i, &(ids, p)) in items.iter().enumerate() {
-            let c = cost(ids);
-            if !self.supports_fast_train() || c > budget {
-                out[i] =
-                    Some(self.probe_response(ids, p, layers, params, ProbeExtras::default())?);
-                continue;
-            }
-            if held + c > budget {
-                flush(&mut pass, &mut out)?;
-                held = 0;
-            }
-            pass.push(i);
-            held += c;
-        }
-        flush(&mut pass, &mut out)?;
-        Ok(out
-            .into_iter()
-            .map(|r| r.expect("every response probed"))
-            .collect())
+        Ok(())
     }
 
     /// One packed forward over `items` (CPU): summaries from the attention
     /// probabilities of `layers`, entropy and log-probabilities from the
-    /// logits.
+    /// logits; with `keep`, the tape of a training forward too.
     fn probe_packed(
         &self,
         items: &[(&[u32], usize)],
         layers: &[usize],
         params: &Params,
-    ) -> Result<Vec<ProbedResponse>> {
+        keep: bool,
+    ) -> Result<(Vec<ProbedResponse>, Tape)> {
         let heads = self.num_heads();
         // sinks[item][slot * heads + head], slot = position of the layer in `layers`.
         let mut sinks: Vec<Vec<HeadSummary>> = items
@@ -258,7 +304,7 @@ impl Model {
             })
             .collect();
         let seqs: Vec<&[u32]> = items.iter().map(|&(ids, _)| ids).collect();
-        let tape = self.run_forward(&seqs, false, &mut |a: AttentionProbs<'_>| {
+        let tape = self.run_forward(&seqs, keep, &mut |a: AttentionProbs<'_>| {
             let Some(slot) = layers.iter().position(|&l| l == a.layer) else {
                 return Ok(());
             };
@@ -324,6 +370,6 @@ impl Model {
             });
             start += n;
         }
-        Ok(out)
+        Ok((out, tape))
     }
 }

@@ -553,3 +553,57 @@ fn right_and_left_padding_match_unpadded_rows() {
         assert!(max_abs(&lp[1][3..], &lb) < 1e-4, "{family} left");
     }
 }
+
+/// With `logprobs`, every decoder (one sequence at a time, batched) also
+/// returns each generated token's entropy, equal to the probe's `H[t]` and
+/// log-probabilities at the same positions (the trainer's entropy column
+/// reads the rollout's).
+#[test]
+fn generated_entropy_is_the_probes() {
+    for family in FAMILIES {
+        let (m, _) = random(family, 29);
+        let prompts = vec![common::ids(4, 40, 1), common::ids(7, 40, 2)];
+        let s = SamplingParams {
+            temperature: 1.0,
+            seed: 3,
+            max_new_tokens: 9,
+            logprobs: true,
+            ..Default::default()
+        };
+        for gens in [
+            m.generate(&prompts, &s).unwrap(),
+            m.generate_batch(&prompts, &s).unwrap(),
+        ] {
+            for (p, g) in prompts.iter().zip(&gens) {
+                assert_eq!(g.entropy.len(), g.tokens.len(), "{family}");
+                let ids = [p.as_slice(), g.tokens.as_slice()].concat();
+                let probed = m
+                    .probe_response(
+                        &ids,
+                        p.len(),
+                        &[],
+                        &rhythm_core::Params::rl(),
+                        Default::default(),
+                    )
+                    .unwrap();
+                for t in 0..g.tokens.len() {
+                    let (h, lp) = (probed.entropy[t], probed.logprobs[t]);
+                    assert!(h > 0.0, "{family}: entropy {h}");
+                    assert!((f64::from(g.entropy[t]) - h).abs() < 1e-4, "{family} t {t}");
+                    assert!(
+                        (f64::from(g.logprobs[t]) - lp).abs() < 1e-4,
+                        "{family} t {t}"
+                    );
+                }
+            }
+        }
+        // Without `logprobs`, neither is returned.
+        let plain = SamplingParams {
+            logprobs: false,
+            ..s.clone()
+        };
+        assert!(m.generate_batch(&prompts, &plain).unwrap()[0]
+            .entropy
+            .is_empty());
+    }
+}

@@ -26,11 +26,14 @@ pub struct StepMetrics {
     pub accuracy: f64,
     /// Mean response length in tokens.
     pub response_len: f64,
-    /// Mean per-token entropy (nats) of the responses.
+    /// Mean per-token entropy (nats) of the responses, as the rollout's
+    /// sampler saw the untempered distributions.
     pub entropy: f64,
-    /// Mean `gamma` over response tokens.
+    /// Mean `gamma` over the tokens of the responses that get a gradient
+    /// (a non-zero advantage, or a KL term); the others' credit changes
+    /// nothing and is not computed.
     pub gamma_mean: f64,
-    /// Share of response tokens with `gamma > 1`.
+    /// Share of those tokens with `gamma > 1`.
     pub gamma_boost_share: f64,
     /// Mean loss over the optimizer steps.
     pub loss: f64,
@@ -45,11 +48,14 @@ pub struct StepMetrics {
     /// Seconds generating.
     pub rollout_s: f64,
     /// Seconds in the probe pass (logp_old, entropy, summaries) and the
-    /// rhythm/gamma computation.
+    /// rhythm/gamma computation. With the hand-written update this includes
+    /// the training forward of the first mini-batch, which the probe runs
+    /// and the update reuses.
     pub probe_s: f64,
     /// Of `probe_s`, seconds computing rhythms and gammas from summaries.
     pub rhythm_s: f64,
-    /// Seconds in forward/backward and optimizer.
+    /// Seconds in forward/backward and optimizer (the first mini-batch's
+    /// forward counts in `probe_s` when the probe ran it).
     pub update_s: f64,
     /// Response tokens generated.
     pub gen_tokens: usize,

@@ -10,22 +10,29 @@
 //!    derived from `(seed, step)`.
 //! 3. **Rewards** from the task's verifier, **group advantages**
 //!    ([`group_advantages`]).
-//! 4. **Probe.** One inference pass per response ([`Model::probe_response`])
-//!    gives `logp_old`, per-token entropy and, when the strategy reads
-//!    attention, the streamed [`HeadSummary`]s of the probed layers; from
-//!    them each response's [`Rhythm`] (head groups per sequence, or the
-//!    static / refreshed groups of a [`SpanPool`]) and its `gamma`
-//!    ([`gamma`]; the `random` strategy draws from a seed derived from
-//!    `(seed, step, index)`), and the shaped advantages
-//!    ([`shaped_advantages`]).
+//! 4. **Probe.** One batched inference pass ([`Model::probe_responses`])
+//!    over the responses that get a gradient (all of them when static or
+//!    refreshed head groups are due) gives `logp_old`, per-token entropy
+//!    and, when the strategy reads attention, the streamed [`HeadSummary`]s
+//!    of the probed layers; from them each response's [`Rhythm`] (head
+//!    groups per sequence, or the static / refreshed groups of a
+//!    [`SpanPool`]) and its `gamma` ([`gamma`]; the `random` strategy draws
+//!    from a seed derived from `(seed, step, index)`), and the shaped
+//!    advantages ([`shaped_advantages`]). With the hand-written CPU update,
+//!    the first mini-batch's micro-batches are probed by
+//!    [`Model::probe_for_update`] instead: that forward is also their
+//!    training forward (no optimizer step has happened yet), and its tape
+//!    goes to the update (up to [`HELD_TAPE_BYTES`]), which then runs only
+//!    the backward for them.
 //! 5. **Update.** The batch (in rollout order) is cut into `grad_steps`
-//!    mini-batches; each is one AdamW step on the loss of
+//!    mini-batches (`update_plan`); each is one AdamW step on the loss of
 //!    [`crate::grpo::grpo_loss`], its gradient accumulated over micro-batches
-//!    of `micro_batch` sequences through the differentiable
-//!    [`Model::token_logprobs`], clipped to `max_grad_norm`. Sequences whose
-//!    advantage is 0 contribute exactly no gradient (without a KL term) and
-//!    are skipped in the backward pass, though they still count in the
-//!    averages.
+//!    of `micro_batch` sequences through the hand-written forward/backward
+//!    ([`Model::train_forward`], [`Model::train_backward`]) on the CPU or
+//!    the differentiable [`Model::token_logprobs`] elsewhere, clipped to
+//!    `max_grad_norm`. Sequences whose advantage is 0 contribute exactly no
+//!    gradient (without a KL term) and are skipped, though they still
+//!    count in the averages.
 //!
 //! All randomness is derived from `(seed, step[, index])`, so a run resumed
 //! from a checkpoint repeats exactly what the uninterrupted run would have
@@ -42,7 +49,9 @@ use rhythm_core::{
     gamma, group_advantages, shaped_advantages, CreditInputs, HeadGroups, HeadSummary, Params,
     Rhythm, SpanPool,
 };
-use rhythm_model::{Gradients, LoadOptions, Model, Pretrained, SamplingParams};
+use rhythm_model::{
+    Gradients, LoadOptions, Model, Pretrained, ProbedResponse, SamplingParams, Tape,
+};
 use rhythm_train::eval::strip_eos;
 use rhythm_train::metrics::append_jsonl;
 use rhythm_train::{clip_grad_norm, mix, trainable_vars, AdamW};
@@ -120,6 +129,7 @@ pub struct Trainer {
     source: PathBuf,
     eos: Vec<u32>,
     perm: Option<(usize, Vec<usize>)>,
+    held_tape_bytes: usize,
 }
 
 fn load_policy(dir: &Path, device: &Device) -> Result<(Pretrained, Vec<(String, Var)>)> {
@@ -245,6 +255,7 @@ impl Trainer {
             source,
             eos,
             perm: None,
+            held_tape_bytes: HELD_TAPE_BYTES,
         })
     }
 
@@ -400,10 +411,21 @@ impl Trainer {
             temperature: cfg.temperature,
             eos_token_ids: self.eos.clone(),
             seed: mix(cfg.seed, step as u64 + 1),
+            // For the entropy column: every response's, as the rollout saw it.
+            logprobs: true,
             ..Default::default()
         };
         let gens = self.policy.model.generate_batch(&prompts, &sp)?;
         m.rollout_s = t0.elapsed().as_secs_f64();
+        let (hsum, htok) = gens.iter().fold((0.0, 0usize), |(h, n), g| {
+            (
+                h + g.entropy.iter().map(|&x| f64::from(x)).sum::<f64>(),
+                n + g.entropy.len(),
+            )
+        });
+        if htok > 0 {
+            m.entropy = hsum / htok as f64;
+        }
         // 3. Rewards and advantages.
         let mut rolls = Vec::with_capacity(gens.len());
         let mut correct = 0usize;
@@ -440,7 +462,8 @@ impl Trainer {
         m.response_len = m.gen_tokens as f64 / total;
         // 4. Probe: logp_old, entropy, summaries -> gamma.
         let t0 = Instant::now();
-        self.probe_and_credit(&mut rolls, &mut m)
+        let tapes = self
+            .probe_and_credit(&mut rolls, &mut m)
             .map_err(|e| match e {
                 TrainError::Model(rhythm_model::ModelError::NonFinite { what }) => {
                     TrainError::Msg(format!("step {}: {what}", step + 1))
@@ -451,7 +474,7 @@ impl Trainer {
         m.probe_s = t0.elapsed().as_secs_f64();
         // 5. Update.
         let t0 = Instant::now();
-        self.update(&rolls, &mut m)?;
+        self.update(&rolls, tapes, &mut m)?;
         if !(m.loss.is_finite() && m.grad_norm.is_finite()) {
             return Err(TrainError::Msg(format!(
                 "step {}: non-finite loss ({}) or gradient norm ({}); \
@@ -466,7 +489,34 @@ impl Trainer {
         Ok(m)
     }
 
-    fn probe_and_credit(&mut self, rolls: &mut [Rollout], m: &mut StepMetrics) -> Result<()> {
+    /// Caps the bytes of probe tapes kept for the update (default
+    /// [`HELD_TAPE_BYTES`]; 0 makes the update run every forward itself).
+    /// Tests use it to hold the two paths to each other.
+    #[doc(hidden)]
+    pub fn set_held_tape_bytes(&mut self, bytes: usize) {
+        self.held_tape_bytes = bytes;
+    }
+
+    /// Whether the update runs the hand-written forward/backward
+    /// ([`Model::train_forward`]): on the CPU, unless `RHYTHM_UPDATE=candle`
+    /// asks for candle autograd.
+    fn fast_update(&self) -> bool {
+        self.policy.model.supports_fast_train()
+            && std::env::var("RHYTHM_UPDATE").as_deref() != Ok("candle")
+    }
+
+    /// Probes every non-empty response (`logp_old`, entropy, summaries),
+    /// then computes the credit. With the hand-written update, the first
+    /// mini-batch's micro-batches are probed by [`Model::probe_for_update`],
+    /// whose forward is also their training forward (the weights do not
+    /// change before the first optimizer step): the returned tapes (one per
+    /// micro-batch of that mini-batch, `None` where the update must run its
+    /// own forward) save the update that forward.
+    fn probe_and_credit(
+        &mut self,
+        rolls: &mut [Rollout],
+        m: &mut StepMetrics,
+    ) -> Result<Vec<Option<Tape>>> {
         let strategy = self.cfg.credit.strategy;
         let attn = strategy.needs_attention();
         let layers: Vec<usize> = if attn {
@@ -475,53 +525,87 @@ impl Trainer {
             Vec::new()
         };
         let model = self.policy.model.detached().into_owned();
-        // One batched probe pass over every non-empty response.
         let seqs: Vec<Vec<u32>> = rolls
             .iter()
             .map(|r| [r.prompt.as_slice(), r.response.as_slice()].concat())
             .collect();
-        let live: Vec<usize> = (0..rolls.len())
-            .filter(|&i| !rolls[i].response.is_empty())
-            .collect();
-        let items: Vec<(&[u32], usize)> = live
-            .iter()
-            .map(|&i| (seqs[i].as_slice(), rolls[i].prompt.len()))
-            .collect();
-        let mut summaries: Vec<Vec<HeadSummary>> = vec![Vec::new(); rolls.len()];
-        for (i, probed) in live
-            .iter()
-            .zip(model.probe_responses(&items, &layers, &self.params)?)
-        {
-            rolls[*i].logp_old = probed.logprobs;
-            rolls[*i].entropy = probed.entropy;
-            summaries[*i] = probed.summaries;
-        }
-        let t0 = Instant::now();
-        // Static / refreshed head groups.
-        if attn {
-            let refresh = match self.cfg.group_mode {
+        let item = |i: usize| (seqs[i].as_slice(), rolls[i].prompt.len());
+        // Static / refreshed head groups come from every response's
+        // summaries; otherwise only the responses that get a gradient need
+        // a probe (the others' credit changes nothing).
+        let refresh = attn
+            && match self.cfg.group_mode {
                 GroupMode::Sequence => false,
                 GroupMode::Static => self.groups.is_none(),
                 GroupMode::Refresh => {
                     self.groups.is_none() || self.step.is_multiple_of(self.cfg.refresh_every)
                 }
             };
-            if refresh {
-                let mut pool = SpanPool::new();
-                for s in &summaries {
-                    pool.add(s);
+        let plan = update_plan(rolls, &self.cfg);
+        let mut trained = vec![false; rolls.len()];
+        for i in plan.iter().flat_map(|p| p.micros.iter().flatten()) {
+            trained[*i] = true;
+        }
+        let mut summaries: Vec<Vec<HeadSummary>> = vec![Vec::new(); rolls.len()];
+        let mut probed_already = vec![false; rolls.len()];
+        let mut probed_rows: Vec<(usize, ProbedResponse)> = Vec::new();
+        // 1. The first mini-batch's micro-batches, keeping their tapes while
+        //    they fit HELD_TAPE_BYTES.
+        let mut tapes = Vec::new();
+        if let (true, Some(first)) = (self.fast_update(), plan.first()) {
+            let mut held = 0usize;
+            for micro in &first.micros {
+                let items: Vec<(&[u32], usize)> = micro.iter().map(|&i| item(i)).collect();
+                if !model.probe_fits_one_pass(&items) {
+                    tapes.push(None);
+                    continue;
                 }
-                self.groups = Some(pool.groups(self.params.head_ratio));
+                let (probed, tape) = model
+                    .probe_for_update(&items, &layers, &self.params)
+                    .map_err(|e| name_responses(e, micro))?;
+                for (&i, p) in micro.iter().zip(probed) {
+                    probed_already[i] = true;
+                    probed_rows.push((i, p));
+                }
+                held += tape.bytes();
+                tapes.push((held <= self.held_tape_bytes).then_some(tape));
             }
+        }
+        // 2. One batched probe pass over every other response that needs one.
+        let rest: Vec<usize> = (0..rolls.len())
+            .filter(|&i| {
+                !rolls[i].response.is_empty() && !probed_already[i] && (trained[i] || refresh)
+            })
+            .collect();
+        let items: Vec<(&[u32], usize)> = rest.iter().map(|&i| item(i)).collect();
+        if !items.is_empty() {
+            probed_rows.extend(rest.iter().copied().zip(model.probe_responses(
+                &items,
+                &layers,
+                &self.params,
+            )?));
+        }
+        for (i, probed) in probed_rows {
+            rolls[i].logp_old = probed.logprobs;
+            rolls[i].entropy = probed.entropy;
+            summaries[i] = probed.summaries;
+        }
+        let t0 = Instant::now();
+        if refresh {
+            let mut pool = SpanPool::new();
+            for s in &summaries {
+                pool.add(s);
+            }
+            self.groups = Some(pool.groups(self.params.head_ratio));
         }
         let groups = match self.cfg.group_mode {
             GroupMode::Sequence => None,
             _ => self.groups.clone(),
         };
-        let (mut gsum, mut gboost, mut ntok, mut hsum) = (0.0, 0usize, 0usize, 0.0);
+        let (mut gsum, mut gboost, mut ntok) = (0.0, 0usize, 0usize);
         for (i, r) in rolls.iter_mut().enumerate() {
             let n = r.response.len();
-            if n == 0 {
+            if n == 0 || !trained[i] {
                 continue;
             }
             let rhythm = if attn {
@@ -548,19 +632,26 @@ impl Trainer {
             )?;
             gsum += r.gamma.iter().sum::<f64>();
             gboost += r.gamma.iter().filter(|&&x| x > 1.0).count();
-            hsum += r.entropy.iter().sum::<f64>();
             ntok += n;
         }
         m.rhythm_s = t0.elapsed().as_secs_f64();
         if ntok > 0 {
             m.gamma_mean = gsum / ntok as f64;
             m.gamma_boost_share = gboost as f64 / ntok as f64;
-            m.entropy = hsum / ntok as f64;
         }
-        Ok(())
+        Ok(tapes)
     }
 
-    fn update(&mut self, rolls: &[Rollout], m: &mut StepMetrics) -> Result<()> {
+    /// The update: one AdamW step per mini-batch of [`update_plan`];
+    /// `tapes` are the training forwards of the first mini-batch's
+    /// micro-batches that the probe already ran ([`Self::probe_and_credit`]).
+    fn update(
+        &mut self,
+        rolls: &[Rollout],
+        mut tapes: Vec<Option<Tape>>,
+        m: &mut StepMetrics,
+    ) -> Result<()> {
+        let fast = self.fast_update();
         let cfg = &self.cfg;
         let lr = cfg.optim.lr_at(self.step, cfg.steps);
         m.lr = lr;
@@ -569,21 +660,13 @@ impl Trainer {
             eps_high: cfg.eps_high,
             kl_coef: cfg.kl_coef,
         };
-        let s = rolls.len();
-        let per = s.div_ceil(cfg.grad_steps);
         let (mut loss_sum, mut norm_sum, mut opt_steps) = (0.0, 0.0, 0usize);
         let (mut tok, mut clipped, mut kl) = (0usize, 0usize, 0.0);
-        for mini in rolls.chunks(per) {
+        for (k, plan) in update_plan(rolls, cfg).into_iter().enumerate() {
+            let mini = &rolls[plan.range.clone()];
             let lens: Vec<usize> = mini.iter().map(|r| r.response.len()).collect();
             let w = grpo::token_weights(&lens, cfg.loss_agg);
-            let active: Vec<(usize, &Rollout)> = mini
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| {
-                    !r.response.is_empty() && (r.advantage != 0.0 || cfg.kl_coef > 0.0)
-                })
-                .collect();
-            if active.is_empty() {
+            if plan.micros.is_empty() {
                 continue;
             }
             let mut acc: Vec<Option<Tensor>> = vec![None; self.opt.vars.len()];
@@ -608,10 +691,13 @@ impl Trainer {
                 };
             // The hand-written forward/backward (rhythm_model::backprop) on
             // the CPU; candle autograd elsewhere, or with RHYTHM_UPDATE=candle.
-            let fast = self.policy.model.supports_fast_train()
-                && std::env::var("RHYTHM_UPDATE").as_deref() != Ok("candle");
             let mut fast_grads = fast.then(|| Gradients::zeros(&self.policy.model));
-            for micro in active.chunks(cfg.micro_batch) {
+            for (mi, micro_idx) in plan.micros.iter().enumerate() {
+                let micro: Vec<(usize, &Rollout)> = micro_idx
+                    .iter()
+                    .map(|&i| (i - plan.range.start, &rolls[i]))
+                    .collect();
+                let micro = micro.as_slice();
                 let batch = build_batch(micro, &w, self.policy.model.device())?;
                 m.update_tokens += batch.tokens;
                 if let Some(fg) = fast_grads.as_mut() {
@@ -620,7 +706,15 @@ impl Trainer {
                         .map(|(_, r)| [r.prompt.as_slice(), r.response.as_slice()].concat())
                         .collect();
                     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-                    let tape = self.policy.model.train_forward(&refs)?;
+                    let held = if k == 0 {
+                        tapes.get_mut(mi).and_then(Option::take)
+                    } else {
+                        None
+                    };
+                    let tape = match held {
+                        Some(t) => t,
+                        None => self.policy.model.train_forward(&refs)?,
+                    };
                     let (b, t1) = batch.logp_old.dims2()?;
                     let logp = Var::from_tensor(&pad_rows(&tape.logprobs, b, t1, &batch.ids)?)?;
                     let lref = match &self.reference {
@@ -680,6 +774,56 @@ impl Trainer {
             m.clip_frac = clipped as f64 / tok as f64;
         }
         Ok(())
+    }
+}
+
+/// Bytes of probe tapes the trainer's probe may hold for the
+/// update (past this, the update runs those micro-batches' forwards again).
+pub const HELD_TAPE_BYTES: usize = 2 << 30;
+
+/// One mini-batch of the update (one optimizer step): its sequences, and the
+/// micro-batches of those that get a gradient (non-empty, and a non-zero
+/// advantage or a KL term), as indices into the rollout batch.
+struct MiniPlan {
+    range: std::ops::Range<usize>,
+    micros: Vec<Vec<usize>>,
+}
+
+/// The update's partition of a rollout batch: `grad_steps` mini-batches in
+/// rollout order, each cut into micro-batches of `micro_batch` sequences.
+/// The probe and the update both read it, so that the probe's tapes are the
+/// update's micro-batches.
+fn update_plan(rolls: &[Rollout], cfg: &TrainConfig) -> Vec<MiniPlan> {
+    let per = rolls.len().div_ceil(cfg.grad_steps).max(1);
+    (0..rolls.len())
+        .step_by(per)
+        .map(|lo| {
+            let range = lo..(lo + per).min(rolls.len());
+            let active: Vec<usize> = range
+                .clone()
+                .filter(|&i| {
+                    let r = &rolls[i];
+                    !r.response.is_empty() && (r.advantage != 0.0 || cfg.kl_coef > 0.0)
+                })
+                .collect();
+            MiniPlan {
+                range,
+                micros: active
+                    .chunks(cfg.micro_batch)
+                    .map(<[usize]>::to_vec)
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Names the responses of a micro-batch in a non-finite probe error.
+fn name_responses(e: rhythm_model::ModelError, micro: &[usize]) -> rhythm_model::ModelError {
+    match e {
+        rhythm_model::ModelError::NonFinite { what } => rhythm_model::ModelError::NonFinite {
+            what: format!("responses {micro:?}: {what}"),
+        },
+        other => other,
     }
 }
 

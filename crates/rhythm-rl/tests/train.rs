@@ -139,6 +139,45 @@ fn kl_and_token_mean_run() {
     assert!(seen[1].kl > 0.0, "{}", seen[1].kl);
 }
 
+/// The update reuses the probe's training forwards of its first mini-batch
+/// (the tapes of `Model::probe_for_update`): with them and with every
+/// forward run again by the update, the weights after each step are
+/// bitwise equal (the tapes land on their own micro-batches), for one and
+/// for several mini-batches per step.
+#[test]
+fn held_probe_tapes_are_the_updates_forwards() {
+    let tmp = tempfile::tempdir().unwrap();
+    for grad_steps in [1, 2] {
+        let run = |held: usize, name: &str| -> Vec<u8> {
+            let out = tmp.path().join(format!("{name}-{grad_steps}"));
+            let mut t = Trainer::new(TrainConfig {
+                out,
+                steps: 2,
+                grad_steps,
+                micro_batch: 3,
+                ..config(tmp.path())
+            })
+            .unwrap();
+            t.set_held_tape_bytes(held);
+            reward(&mut t);
+            let mut norms = Vec::new();
+            for _ in 0..2 {
+                norms.push(t.step().unwrap().grad_norm);
+            }
+            assert!(norms.iter().all(|&n| n > 0.0), "{norms:?}");
+            let dir = t.save().unwrap();
+            weights(&dir)
+        };
+        let held = run(rhythm_rl::trainer::HELD_TAPE_BYTES, "held");
+        let rerun = run(0, "rerun");
+        assert_eq!(
+            held, rerun,
+            "grad_steps {grad_steps}: held tapes change the update"
+        );
+        assert_ne!(held, weights(&fixture()));
+    }
+}
+
 /// A run of 4 steps, against one killed after step 3 (its last checkpoint
 /// at step 2) and resumed: the final weights and optimizer moments are
 /// bitwise equal.

@@ -241,6 +241,36 @@ pub struct Tape {
     pub(crate) logits: Vec<f32>,
 }
 
+impl LayerAct {
+    fn floats(&self) -> usize {
+        [
+            &self.x, &self.r1, &self.h1, &self.qpre, &self.kpre, &self.rq, &self.rk, &self.q,
+            &self.k, &self.v, &self.p, &self.o, &self.xm, &self.r2, &self.h2, &self.gate, &self.up,
+            &self.act,
+        ]
+        .iter()
+        .map(|v| v.len())
+        .sum()
+    }
+}
+
+impl Tape {
+    /// Bytes of memory the tape's buffers hold (activations, weights copy,
+    /// logits, log-probabilities).
+    pub fn bytes(&self) -> usize {
+        let floats = self.layers.iter().map(LayerAct::floats).sum::<usize>()
+            + self.weights.iter().map(Vec::len).sum::<usize>()
+            + self.logprobs.iter().map(Vec::len).sum::<usize>()
+            + self.xf.len()
+            + self.rf.len()
+            + self.hf.len()
+            + self.logits.len()
+            + self.ids.len()
+            + self.pos.len();
+        floats * 4
+    }
+}
+
 /// Shapes used throughout.
 #[derive(Clone, Copy)]
 pub(crate) struct Geo {
@@ -302,6 +332,8 @@ impl Model {
         if seqs.is_empty() {
             return Err(ModelError::arg("seqs", "expected at least one sequence"));
         }
+        // The activations are large and short-lived: reuse freed pages.
+        crate::alloc::tune_allocator();
         for s in seqs {
             if s.len() < 2 {
                 return Err(ModelError::arg(
