@@ -198,7 +198,7 @@ impl Net {
         let mut up = vec![0f32; n * g.inter];
         let mut act = vec![0f32; n * g.inter];
         let mut s = vec![0f32; cap];
-        let mut pr = vec![0f32; cap];
+        let mut pr = vec![0f32; 2 * cap];
         for (l, li) in self.idx.layers.iter().enumerate() {
             let wt = |i: usize| w[i].as_slice();
             // 1. Norm, projections, q/k norms, RoPE.
@@ -293,7 +293,7 @@ struct Attend<'a> {
     tpos: &'a [u32],
     /// Each row's keys `[kv_head][d][cap]` and values `[kv_head][cap][d]`.
     rows: &'a [(&'a [f32], &'a [f32])],
-    /// Scratch rows of `cap` scores and probabilities.
+    /// Scratch rows of `cap` scores and `2 * cap` probabilities (two heads).
     s: &'a mut [f32],
     pr: &'a mut [f32],
 }
@@ -320,30 +320,157 @@ impl pulp::WithSimd for Attend<'_> {
         for (i, (orow, qrow)) in o.chunks_exact_mut(qw).zip(q.chunks_exact(qw)).enumerate() {
             let len = tpos[i] as usize + 1;
             let (kc, vc) = rows[trow[i]];
-            let (s, pr) = (&mut s[..len], &mut pr[..len]);
-            for hh in 0..g.heads {
+            let s = &mut s[..len];
+            let (pa, pb) = pr.split_at_mut(cap);
+            let (pa, pb) = (&mut pa[..len], &mut pb[..len]);
+            // The query heads of one key/value head, two at a time: their
+            // weighted sums over the same values run together (independent
+            // accumulators, each value row read once for both).
+            let mut hh = 0;
+            while hh < g.heads {
                 let base = (hh / grp) * cap * d;
-                let qh = &qrow[hh * d..hh * d + d];
-                // Scores as d passes of `s += q[c] * K^T[c]` over the
-                // positions: contiguous, no horizontal sums.
-                s.fill(0.0);
-                for (c, &qc) in qh.iter().enumerate() {
-                    let kt = &kc[base + c * cap..base + c * cap + len];
-                    for (sj, &kv) in s.iter_mut().zip(kt) {
-                        *sj += qc * kv;
-                    }
-                }
-                kernels::softmax_scaled_with(simd, s, pr, scale);
-                let oh = &mut orow[hh * d..hh * d + d];
-                oh.fill(0.0);
-                for (j, &pj) in pr.iter().enumerate() {
-                    let vj = &vc[base + j * d..base + j * d + d];
-                    for (ov, &vv) in oh.iter_mut().zip(vj) {
-                        *ov += pj * vv;
-                    }
+                let kt = &kc[base..base + d * cap];
+                let vs = &vc[base..base + len * d];
+                let pair = hh % grp + 1 < grp;
+                scores(simd, &qrow[hh * d..hh * d + d], kt, cap, s);
+                kernels::softmax_scaled_with(simd, s, pa, scale);
+                if pair {
+                    scores(simd, &qrow[(hh + 1) * d..(hh + 2) * d], kt, cap, s);
+                    kernels::softmax_scaled_with(simd, s, pb, scale);
+                    let (oa, ob) = orow[hh * d..(hh + 2) * d].split_at_mut(d);
+                    weighted_sum(simd, pa, Some(pb), vs, oa, Some(ob));
+                    hh += 2;
+                } else {
+                    weighted_sum(simd, pa, None, vs, &mut orow[hh * d..hh * d + d], None);
+                    hh += 1;
                 }
             }
         }
+    }
+}
+
+/// `s[j] = sum_c q[c] * K^T[c][j]` for the `s.len()` positions of one
+/// head (`kt`: `[d][cap]`), summed over `c` in order from zero (the same
+/// rounding as `d` passes of `s += q[c] * K^T[c]`), with blocks of four
+/// vectors of positions (then one) accumulated in registers.
+#[inline(always)]
+fn scores<S: pulp::Simd>(simd: S, q: &[f32], kt: &[f32], cap: usize, s: &mut [f32]) {
+    let len = s.len();
+    let lanes = std::mem::size_of::<S::f32s>() / 4;
+    let block = 4 * lanes;
+    let mut j0 = 0;
+    while j0 + block <= len {
+        let mut acc = [simd.splat_f32s(0.0); 4];
+        for (c, &qc) in q.iter().enumerate() {
+            let qv = simd.splat_f32s(qc);
+            let (kv, _) = S::as_simd_f32s(&kt[c * cap + j0..c * cap + j0 + block]);
+            for (a, &k) in acc.iter_mut().zip(kv) {
+                *a = simd.add_f32s(*a, simd.mul_f32s(qv, k));
+            }
+        }
+        let (out, _) = S::as_mut_simd_f32s(&mut s[j0..j0 + block]);
+        out.copy_from_slice(&acc);
+        j0 += block;
+    }
+    while j0 + lanes <= len {
+        let mut acc = simd.splat_f32s(0.0);
+        for (c, &qc) in q.iter().enumerate() {
+            let (kv, _) = S::as_simd_f32s(&kt[c * cap + j0..c * cap + j0 + lanes]);
+            acc = simd.add_f32s(acc, simd.mul_f32s(simd.splat_f32s(qc), kv[0]));
+        }
+        let (out, _) = S::as_mut_simd_f32s(&mut s[j0..j0 + lanes]);
+        out[0] = acc;
+        j0 += lanes;
+    }
+    if j0 < len {
+        let tail = &mut s[j0..];
+        tail.fill(0.0);
+        for (c, &qc) in q.iter().enumerate() {
+            for (sj, &kv) in tail.iter_mut().zip(&kt[c * cap + j0..c * cap + len]) {
+                *sj += qc * kv;
+            }
+        }
+    }
+}
+
+/// `o = sum_j p[j] * V[j]` over the positions of one head (`v`: `[len][d]`),
+/// and with `pb`/`ob` the same for a second head over the same values;
+/// each sum runs over `j` in order from zero (the rounding of `o += p[j] *
+/// V[j]`), with the outputs held in registers (up to four vectors a head
+/// at a time) rather than stored and reloaded for every position.
+#[inline(always)]
+fn weighted_sum<S: pulp::Simd>(
+    simd: S,
+    pa: &[f32],
+    pb: Option<&[f32]>,
+    v: &[f32],
+    oa: &mut [f32],
+    mut ob: Option<&mut [f32]>,
+) {
+    let d = oa.len();
+    let lanes = std::mem::size_of::<S::f32s>() / 4;
+    if d % lanes != 0 {
+        for (p, o) in std::iter::once((pa, oa)).chain(pb.zip(ob)) {
+            o.fill(0.0);
+            for (j, &pj) in p.iter().enumerate() {
+                for (ov, &vv) in o.iter_mut().zip(&v[j * d..j * d + d]) {
+                    *ov += pj * vv;
+                }
+            }
+        }
+        return;
+    }
+    let mut c0 = 0;
+    while c0 < d {
+        let w = (d - c0).min(4 * lanes);
+        let oa = &mut oa[c0..c0 + w];
+        match (pb, ob.as_deref_mut()) {
+            (Some(pb), Some(ob)) => {
+                let ob = &mut ob[c0..c0 + w];
+                match w / lanes {
+                    4 => sum_block::<S, 4, 2>(simd, [pa, pb], v, d, c0, [oa, ob]),
+                    3 => sum_block::<S, 3, 2>(simd, [pa, pb], v, d, c0, [oa, ob]),
+                    2 => sum_block::<S, 2, 2>(simd, [pa, pb], v, d, c0, [oa, ob]),
+                    _ => sum_block::<S, 1, 2>(simd, [pa, pb], v, d, c0, [oa, ob]),
+                }
+            }
+            _ => match w / lanes {
+                4 => sum_block::<S, 4, 1>(simd, [pa], v, d, c0, [oa]),
+                3 => sum_block::<S, 3, 1>(simd, [pa], v, d, c0, [oa]),
+                2 => sum_block::<S, 2, 1>(simd, [pa], v, d, c0, [oa]),
+                _ => sum_block::<S, 1, 1>(simd, [pa], v, d, c0, [oa]),
+            },
+        }
+        c0 += w;
+    }
+}
+
+/// Columns `c0..c0 + W * lanes` of [`weighted_sum`] for `H` heads, in
+/// `W * H` registers.
+#[inline(always)]
+fn sum_block<S: pulp::Simd, const W: usize, const H: usize>(
+    simd: S,
+    p: [&[f32]; H],
+    v: &[f32],
+    d: usize,
+    c0: usize,
+    o: [&mut [f32]; H],
+) {
+    let lanes = std::mem::size_of::<S::f32s>() / 4;
+    let mut acc = [[simd.splat_f32s(0.0); W]; H];
+    for j in 0..p[0].len() {
+        let at = j * d + c0;
+        let (vv, _) = S::as_simd_f32s(&v[at..at + W * lanes]);
+        for (ah, ph) in acc.iter_mut().zip(&p) {
+            let pv = simd.splat_f32s(ph[j]);
+            for (a, &x) in ah.iter_mut().zip(vv) {
+                *a = simd.add_f32s(*a, simd.mul_f32s(pv, x));
+            }
+        }
+    }
+    for (ah, oh) in acc.iter().zip(o) {
+        let (out, _) = S::as_mut_simd_f32s(oh);
+        out.copy_from_slice(ah);
     }
 }
 

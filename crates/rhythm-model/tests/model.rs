@@ -607,3 +607,38 @@ fn generated_entropy_is_the_probes() {
             .is_empty());
     }
 }
+
+/// The decoder's vector attention (register-blocked scores and weighted
+/// sums, query heads of a key/value head in pairs) on head sizes that fill
+/// whole vectors (48, 64: three and four AVX-512 vectors, six and eight
+/// AVX2 ones), an odd group (3 query heads a key/value head: a pair and a
+/// single) and rows longer than one block of positions (64): the batched
+/// decoder against the one-sequence candle path.
+#[test]
+fn vector_attention_of_the_decoder_matches_the_candle_path() {
+    for (head_dim, heads, kv) in [(48, 6, 2), (64, 4, 2), (32, 3, 3)] {
+        let json = format!(
+            r#"{{"model_type":"qwen3","vocab_size":40,"hidden_size":32,"intermediate_size":48,
+            "num_hidden_layers":2,"num_attention_heads":{heads},"num_key_value_heads":{kv},
+            "head_dim":{head_dim},"max_position_embeddings":128,"rms_norm_eps":1e-6,
+            "rope_theta":10000.0,"tie_word_embeddings":true,"hidden_act":"silu"}}"#
+        );
+        let cfg = rhythm_model::Config::from_json_str(&json, std::path::Path::new("config.json"))
+            .unwrap();
+        let (m, _) = Model::random(&cfg, 41, SCALE, &Device::Cpu).unwrap();
+        let prompts = vec![common::ids(5, 40, 1), common::ids(11, 40, 2)];
+        let greedy = SamplingParams {
+            logprobs: true,
+            ..SamplingParams::greedy(90)
+        };
+        let a = m.generate(&prompts, &greedy).unwrap();
+        let b = m.generate_batch(&prompts, &greedy).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!(y.tokens.len() > 70, "{head_dim}: {}", y.tokens.len());
+            assert_eq!(x.tokens, y.tokens, "head_dim {head_dim}");
+            for (p, q) in x.logprobs.iter().zip(&y.logprobs) {
+                assert!((p - q).abs() < 1e-4, "head_dim {head_dim}: {p} vs {q}");
+            }
+        }
+    }
+}
