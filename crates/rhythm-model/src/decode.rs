@@ -409,7 +409,7 @@ fn weighted_sum<S: pulp::Simd>(
 ) {
     let d = oa.len();
     let lanes = std::mem::size_of::<S::f32s>() / 4;
-    if d % lanes != 0 {
+    if !d.is_multiple_of(lanes) {
         for (p, o) in std::iter::once((pa, oa)).chain(pb.zip(ob)) {
             o.fill(0.0);
             for (j, &pj) in p.iter().enumerate() {
