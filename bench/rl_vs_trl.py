@@ -13,10 +13,12 @@ threads. Printed per run: median seconds/step and completion tokens/s over
 the steady-state steps (the first step is dropped), the ratio to TRL, and
 the mean reward of those steps (a model that earns none gives GRPO nothing
 to update: see tools/make_big_model.py --embed-tiny).
-For rhythm also the per-phase medians (rollout, probe, update) as tokens/s
-next to each phase's FLOP floor (the time the phase's matmul + attention
-FLOPs would take at this machine's f32 GEMM rate, measured at start with
-torch.mm). `--candle` adds a `rhythm train` run on the candle paths
+For rhythm also the per-phase median seconds (rollout, probe, update) and
+tokens/s next to the FLOP floor (the time the matmul + attention FLOPs
+would take at this machine's f32 GEMM rate, measured at start with
+torch.mm) of the rollout and of probe + update together (the probe runs the
+training forward of the responses that get a gradient, which the update
+reuses for its backward). `--candle` adds a `rhythm train` run on the candle paths
 (RHYTHM_UPDATE=candle RHYTHM_DECODE=candle: candle-op decoding and candle
 autograd), i.e. the engine before the hand-written decoder and
 forward/backward.
@@ -227,22 +229,30 @@ def main() -> None:
         ratio = f"{tps / base:.2f}x" if base else "-"
         print(f"| {name} | {step:.2f} | {tps:,.0f} | {ratio} | {reward:.3f} | {load:.1f} |")
     print("\nPer phase (rhythm; medians; floor = FLOPs at the GEMM rate above):")
-    print("| run | rollout tok/s (floor) | probe tok/s (floor) | update tok/s (floor) |")
-    print("|---|---|---|---|")
+    print("| run | rollout s | probe s | update s | rollout tok/s (floor) "
+          "| probe + update tok/s (floor) |")
+    print("|---|---|---|---|---|---|")
     for name, _, _, _, rows, _ in results:
         if not name.startswith("rhythm"):
             continue
-        def phase(key, tok_key, mult):
-            tps = statistics.median(r[tok_key] / r[key] for r in rows if r[key] > 0)
-            # Mean context per token ~ half the mean sequence length (causal).
-            seqs = 64
-            mean_len = statistics.median(r["update_tokens"] for r in rows) / seqs or 1
-            flops_tok = mult * (matmul + attn * mean_len / 2)
-            floor = gflops * 1e9 / flops_tok
+        # Mean context per token ~ half the mean sequence length (causal);
+        # the bundled tokenizer is character-level, so a prompt is about as
+        # many tokens as characters.
+        prompt_len = statistics.mean(len(prompt(t)) for t in tasks)
+        mean_len = statistics.median(r["response_len"] for r in rows) + prompt_len
+
+        def rate(tokens, seconds, mult):
+            tps = statistics.median(tokens(r) / seconds(r) for r in rows if seconds(r) > 0)
+            floor = gflops * 1e9 / (mult * (matmul + attn * mean_len / 2))
             return f"{tps:,.0f} ({floor:,.0f})"
-        # Probe counts prompt + response tokens as one forward; gen tokens only here.
-        print(f"| {name} | {phase('rollout_s', 'gen_tokens', 1)} | {phase('probe_s', 'gen_tokens', 1)} "
-              f"| {phase('update_s', 'update_tokens', 3)} |")
+        # The rollout decodes every generated token (one forward each). The
+        # probe runs the training forward of the responses that get a
+        # gradient (the update reuses it) and the update their backward:
+        # together forward + backward (3x a forward's FLOPs) of update_tokens.
+        secs = [statistics.median(r[k] for r in rows) for k in ("rollout_s", "probe_s", "update_s")]
+        print(f"| {name} | {secs[0]:.3f} | {secs[1]:.3f} | {secs[2]:.3f} "
+              f"| {rate(lambda r: r['gen_tokens'], lambda r: r['rollout_s'], 1)} "
+              f"| {rate(lambda r: r['update_tokens'], lambda r: r['probe_s'] + r['update_s'], 3)} |")
 
 
 if __name__ == "__main__":
