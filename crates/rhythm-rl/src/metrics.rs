@@ -31,7 +31,7 @@ pub struct StepMetrics {
     pub entropy: f64,
     /// Mean `gamma` over the tokens of the responses that get a gradient
     /// (a non-zero advantage, or a KL term); the others' credit changes
-    /// nothing and is not computed.
+    /// nothing and is not computed. 0 when no response gets one.
     pub gamma_mean: f64,
     /// Share of those tokens with `gamma > 1`.
     pub gamma_boost_share: f64,

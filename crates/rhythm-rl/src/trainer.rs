@@ -505,8 +505,9 @@ impl Trainer {
             && std::env::var("RHYTHM_UPDATE").as_deref() != Ok("candle")
     }
 
-    /// Probes every non-empty response (`logp_old`, entropy, summaries),
-    /// then computes the credit. With the hand-written update, the first
+    /// Probes the responses that get a gradient (every non-empty one when
+    /// static or refreshed head groups are due): `logp_old`, entropy,
+    /// summaries; then computes their credit. With the hand-written update, the first
     /// mini-batch's micro-batches are probed by [`Model::probe_for_update`],
     /// whose forward is also their training forward (the weights do not
     /// change before the first optimizer step): the returned tapes (one per
