@@ -20,9 +20,7 @@ use rayon::prelude::*;
 
 use crate::backprop::{linear_fwd_t as linear, rms_fwd, rope_inplace, transpose, Geo, Index};
 use crate::error::Result;
-use crate::generate::{
-    entropy_of, log_prob, pick, row_streams, FinishReason, Generation, SamplingParams,
-};
+use crate::generate::{pick, row_streams, FinishReason, Generation, SamplingParams};
 use crate::kernels;
 use crate::model::Model;
 
@@ -518,8 +516,7 @@ impl Model {
                 let gen = &mut out[r];
                 gen.tokens.push(tok);
                 if params.logprobs {
-                    gen.logprobs.push(log_prob(lg, tok as usize) as f32);
-                    gen.entropy.push(entropy_of(lg));
+                    gen.record(lg, tok);
                 }
                 let full = gen.tokens.len() >= params.max_new_tokens
                     || prompts[r].len() + gen.tokens.len() >= max_pos;

@@ -99,6 +99,16 @@ pub struct Generation {
     pub finish: FinishReason,
 }
 
+impl Generation {
+    /// Appends `ln p(tok)` and the entropy of `softmax(logits)` (one
+    /// vectorised pass over the vocabulary).
+    pub(crate) fn record(&mut self, logits: &[f32], tok: u32) {
+        let (h, lp) = crate::kernels::entropy_and_logprob(logits, tok as usize);
+        self.logprobs.push(lp as f32);
+        self.entropy.push(h as f32);
+    }
+}
+
 impl Model {
     /// Continues every prompt (each with its own cache; see module docs).
     pub fn generate(
@@ -203,8 +213,7 @@ impl Model {
                 let g = &mut out[r];
                 g.tokens.push(tok);
                 if params.logprobs {
-                    g.logprobs.push(log_prob(&logits[r], tok as usize) as f32);
-                    g.entropy.push(entropy_of(&logits[r]));
+                    g.record(&logits[r], tok);
                 }
                 if params.eos_token_ids.contains(&tok) {
                     g.finish = FinishReason::Eos;
@@ -280,8 +289,7 @@ impl Model {
             let tok = pick(&logits, params, &mut rng);
             out.tokens.push(tok);
             if params.logprobs {
-                out.logprobs.push(log_prob(&logits, tok as usize) as f32);
-                out.entropy.push(entropy_of(&logits));
+                out.record(&logits, tok);
             }
             // 3. Stop on EOS / stop tokens / length.
             if params.eos_token_ids.contains(&tok) {
@@ -311,11 +319,6 @@ pub fn log_prob(logits: &[f32], tok: usize) -> f64 {
     logits[tok] as f64 - m - s.ln()
 }
 
-/// The entropy (nats) of `softmax(logits)`.
-pub(crate) fn entropy_of(logits: &[f32]) -> f32 {
-    crate::kernels::entropy_and_logprob(logits, 0).0 as f32
-}
-
 /// Index of the first maximum (ties go to the lowest id, like `argmax`).
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0usize;
@@ -328,12 +331,19 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 /// Applies temperature, top-k and top-p (in that order, as transformers
-/// does) and draws one token.
+/// does) and draws one token (one uniform draw from `rng` either way).
+/// Without top-k and top-p the draw walks the vocabulary in id order: no
+/// sort and no allocation per token (a sort of Qwen3's 151,936 logits costs
+/// about as much as a small model's forward); with them, the candidates are
+/// sorted by logit as transformers does.
 pub fn pick<R: Rng>(logits: &[f32], params: &SamplingParams, rng: &mut R) -> u32 {
     if params.temperature <= 0.0 {
         return argmax(logits);
     }
     let t = params.temperature;
+    if params.top_k == 0 && params.top_p >= 1.0 {
+        return pick_all(logits, t, rng);
+    }
     // 1. Candidates sorted by logit, descending (ties by id), cut to top-k.
     let mut idx: Vec<u32> = (0..logits.len() as u32)
         .filter(|&i| logits[i as usize].is_finite())
@@ -383,6 +393,41 @@ pub fn pick<R: Rng>(logits: &[f32], params: &SamplingParams, rng: &mut R) -> u32
         u -= x;
     }
     *idx.last().expect("non-empty")
+}
+
+/// [`pick`] without top-k or top-p: `softmax(logits / t)` over every finite
+/// logit, drawn by walking the ids in order.
+fn pick_all<R: Rng>(logits: &[f32], t: f64, rng: &mut R) -> u32 {
+    let m = logits
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
+    if m == f32::NEG_INFINITY {
+        return argmax(logits);
+    }
+    let m = f64::from(m);
+    let weight = |x: f32| {
+        if x.is_finite() {
+            ((f64::from(x) - m) / t).exp()
+        } else {
+            0.0
+        }
+    };
+    let total: f64 = logits.iter().map(|&x| weight(x)).sum();
+    let mut u = rng.random::<f64>() * total;
+    let mut last = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        let w = weight(x);
+        if w > 0.0 {
+            if u < w {
+                return i as u32;
+            }
+            u -= w;
+            last = i;
+        }
+    }
+    last as u32
 }
 
 /// The sampler of each row of a batch: row `i` draws from stream `i` of
