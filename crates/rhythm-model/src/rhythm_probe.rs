@@ -165,8 +165,6 @@ impl Model {
         budget: usize,
     ) -> Result<Vec<ProbedResponse>> {
         self.check_probe_args(items, layers)?;
-        let heads = self.num_heads();
-        let cost = |ids: &[u32]| heads.saturating_mul(ids.len()).saturating_mul(ids.len());
         let mut out: Vec<Option<ProbedResponse>> = vec![None; items.len()];
         let mut pass: Vec<usize> = Vec::new();
         let mut held = 0usize;
@@ -189,7 +187,7 @@ impl Model {
             Ok(())
         };
         for (i, &(ids, p)) in items.iter().enumerate() {
-            let c = cost(ids);
+            let c = self.probe_cost(ids);
             if !self.supports_fast_train() || c > budget {
                 out[i] =
                     Some(self.probe_response(ids, p, layers, params, ProbeExtras::default())?);
@@ -240,11 +238,18 @@ impl Model {
     /// Whether `items` fit one packed probe pass on this model: the CPU, and
     /// at most [`PROBE_BATCH_FLOATS`] attention probabilities per layer.
     pub fn probe_fits_one_pass(&self, items: &[(&[u32], usize)]) -> bool {
-        let heads = self.num_heads();
         let total = items.iter().fold(0usize, |acc, (ids, _)| {
-            acc.saturating_add(heads.saturating_mul(ids.len()).saturating_mul(ids.len()))
+            acc.saturating_add(self.probe_cost(ids))
         });
         self.supports_fast_train() && total <= PROBE_BATCH_FLOATS
+    }
+
+    /// The attention probabilities a packed pass holds per layer for one
+    /// sequence: `heads x len^2`.
+    fn probe_cost(&self, ids: &[u32]) -> usize {
+        self.num_heads()
+            .saturating_mul(ids.len())
+            .saturating_mul(ids.len())
     }
 
     /// The argument checks of the batched probes: every response start
