@@ -147,6 +147,21 @@ impl ProbeTuning {
 }
 
 impl Model {
+    /// Every layer of `layers` exists in the model (one-line error naming
+    /// the first that does not).
+    pub(crate) fn check_layers_exist(&self, layers: &[usize]) -> Result<()> {
+        if let Some(&bad) = layers.iter().find(|&&l| l >= self.num_layers()) {
+            return Err(ModelError::arg(
+                "layers",
+                format!(
+                    "layer {bad} does not exist (expected < {})",
+                    self.num_layers()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Fast inference forward of one sequence: `[N, vocab]` logits, with
     /// fused kernels and row-blocked attention (no autograd; see
     /// [`Model::forward`] for the differentiable path).
@@ -294,15 +309,7 @@ impl Model {
                 format!("expected <= {n} (the sequence length), found {response_start}"),
             ));
         }
-        if let Some(&bad) = layers.iter().find(|&&l| l >= self.num_layers()) {
-            return Err(ModelError::arg(
-                "layers",
-                format!(
-                    "layer {bad} does not exist (expected < {})",
-                    self.num_layers()
-                ),
-            ));
-        }
+        self.check_layers_exist(layers)?;
         if sinks.len() != layers.len() || sinks.iter().any(|s| s.len() != self.num_heads()) {
             return Err(ModelError::arg(
                 "sinks",

@@ -274,15 +274,7 @@ impl Model {
                 format!("layer listed twice in {layers:?}"),
             ));
         }
-        if let Some(&bad) = layers.iter().find(|&&l| l >= self.num_layers()) {
-            return Err(ModelError::arg(
-                "layers",
-                format!(
-                    "layer {bad} does not exist (expected < {})",
-                    self.num_layers()
-                ),
-            ));
-        }
+        self.check_layers_exist(layers)?;
         Ok(())
     }
 
