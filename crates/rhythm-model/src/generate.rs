@@ -396,8 +396,12 @@ pub fn pick<R: Rng>(logits: &[f32], params: &SamplingParams, rng: &mut R) -> u32
 }
 
 /// [`pick`] without top-k or top-p: `softmax(logits / t)` over every finite
-/// logit, drawn by walking the ids in order.
+/// logit, drawn by walking the ids in order. Each weight's `exp` is computed
+/// once, into a per-thread buffer that is reused from token to token.
 fn pick_all<R: Rng>(logits: &[f32], t: f64, rng: &mut R) -> u32 {
+    thread_local! {
+        static WEIGHTS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let m = logits
         .iter()
         .copied()
@@ -407,27 +411,30 @@ fn pick_all<R: Rng>(logits: &[f32], t: f64, rng: &mut R) -> u32 {
         return argmax(logits);
     }
     let m = f64::from(m);
-    let weight = |x: f32| {
-        if x.is_finite() {
-            ((f64::from(x) - m) / t).exp()
-        } else {
-            0.0
-        }
-    };
-    let total: f64 = logits.iter().map(|&x| weight(x)).sum();
-    let mut u = rng.random::<f64>() * total;
-    let mut last = 0;
-    for (i, &x) in logits.iter().enumerate() {
-        let w = weight(x);
-        if w > 0.0 {
-            if u < w {
-                return i as u32;
+    WEIGHTS.with(|buf| {
+        let mut w = buf.borrow_mut();
+        w.clear();
+        w.extend(logits.iter().map(|&x| {
+            if x.is_finite() {
+                ((f64::from(x) - m) / t).exp()
+            } else {
+                0.0
             }
-            u -= w;
-            last = i;
+        }));
+        let total: f64 = w.iter().sum();
+        let mut u = rng.random::<f64>() * total;
+        let mut last = 0;
+        for (i, &wi) in w.iter().enumerate() {
+            if wi > 0.0 {
+                if u < wi {
+                    return i as u32;
+                }
+                u -= wi;
+                last = i;
+            }
         }
-    }
-    last as u32
+        last as u32
+    })
 }
 
 /// The sampler of each row of a batch: row `i` draws from stream `i` of
