@@ -29,7 +29,9 @@ PY="$VENV/bin/python"
 export PATH="$VENV/bin:$PATH"
 
 step "test dependencies"
-"$PY" -m pip install --quiet -r bindings/python/requirements-test.txt
+# --no-cache-dir: torch and its CUDA wheels are gigabytes; a second copy in
+# pip's cache is not worth the disk.
+"$PY" -m pip install --quiet --no-cache-dir -r bindings/python/requirements-test.txt
 
 step "building and installing the rhythm package"
 # --no-build-isolation: build with the maturin installed above instead of
