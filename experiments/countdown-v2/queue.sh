@@ -10,8 +10,11 @@
 #    of LRS; the learning rate of every later cell is the one with the best
 #    validation accuracy at the last step (ties: the smaller), written to
 #    experiments/countdown-v2/lr.
-# 2. Seeds 0..4: all seven methods, seed by seed.
-# 3. Seeds 5..11: `none` and `coupled` only (the primary comparison's 12 seeds).
+# 2. The primary comparison first: `none` and `coupled`, seeds 0..11.
+# 3. The other five methods, seeds 0..4, seed by seed.
+# (Until 2026-12-01 12:30 UTC the order was seeds 0..4 of all seven methods,
+# then seeds 5..11 of the two; it was changed so that the primary cells finish
+# first. A cell's result does not depend on when it runs.)
 # One queue at a time (a lock file under runs/).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,11 +24,11 @@ METHODS=(none coupled entropy global random local coupled-bottom)
 
 cells() {
   for lr in "${LRS[@]}"; do echo "none 100 $lr"; done
-  for seed in 0 1 2 3 4; do
-    for m in "${METHODS[@]}"; do echo "$m $seed"; done
-  done
-  for seed in 5 6 7 8 9 10 11; do
+  for seed in 0 1 2 3 4 5 6 7 8 9 10 11; do
     for m in none coupled; do echo "$m $seed"; done
+  done
+  for seed in 0 1 2 3 4; do
+    for m in "${METHODS[@]:2}"; do echo "$m $seed"; done
   done
 }
 cell_name() { if [ -n "${3:-}" ]; then echo "$1-s$2-lr$3"; else echo "$1-s$2"; fi; }
