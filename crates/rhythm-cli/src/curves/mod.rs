@@ -81,8 +81,10 @@ pub struct CurvesArgs {
     /// train_curves.svg (created if missing).
     #[arg(long)]
     pub out: PathBuf,
-    /// Factor of the exponential moving average of the thick curves:
-    /// s_0 = x_0, s_t = ema * x_t + (1 - ema) * s_{t-1}; in (0, 1].
+    /// Factor `f` of the thick curves, in (0, 1]: evaluation accuracy gets
+    /// the paper's smoothing (appendix A.2), s_0 = x_0,
+    /// s_t = f * max(x_t, s_{t-1}) + (1 - f) * s_{t-1}; rollout accuracy a
+    /// plain moving average, s_t = f * x_t + (1 - f) * s_{t-1}.
     #[arg(long, default_value_t = 0.3)]
     pub ema: f64,
     /// Title of the figures and heading of table.md.
