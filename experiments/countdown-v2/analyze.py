@@ -250,20 +250,33 @@ def main():
               f"chi2 = {chi2:.2f}, p = {p:.3g}.")
         out["cmh"] = {"seeds": len(tables), "chi2": chi2, "p": p}
 
-    print("\n## Training (seeds 0..4, mean over seeds)\n")
-    print("| method | rollout acc, last 10 steps (%) | response len | clip frac (mean) | cell cost: wall / CPU (min) |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n## Training (every finished seed of each method, mean over seeds)\n")
+    print("| method | seeds | rollout acc, last 10 steps (%) | response len | clip frac: mean / max | steps with clipping | cell cost: wall / CPU (min) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    out["training"] = {}
     for m in METHODS:
-        got = [runs[(m, s)] for s in PRIMARY_SEEDS if (m, s) in runs]
+        got = [runs[(m, s)] for s in PRIMARY_SEEDS if (m, s) in runs and runs[(m, s)]["metrics"]]
         if not got:
             continue
-        last = [statistics.mean(r["accuracy"] for r in c["metrics"][-10:]) for c in got if c["metrics"]]
-        rl = [statistics.mean(r["response_len"] for r in c["metrics"]) for c in got if c["metrics"]]
-        cf = [statistics.mean(r["clip_frac"] for r in c["metrics"]) for c in got if c["metrics"]]
+        last = [statistics.mean(r["accuracy"] for r in c["metrics"][-10:]) for c in got]
+        rl = [statistics.mean(r["response_len"] for r in c["metrics"]) for c in got]
+        cf = [statistics.mean(r["clip_frac"] for r in c["metrics"]) for c in got]
+        cf_max = max(r["clip_frac"] for c in got for r in c["metrics"])
+        clipped = sum(r["clip_frac"] > 0 for c in got for r in c["metrics"])
+        steps = sum(len(c["metrics"]) for c in got)
         wall = [sum(float(x[1]) for x in c["cost"]) / 60 for c in got if c["cost"]]
         cpu = [sum(float(x[2]) + float(x[3]) for x in c["cost"]) / 60 for c in got if c["cost"]]
-        print(f"| {m} | {pct(statistics.mean(last))} | {statistics.mean(rl):.0f} | "
-              f"{statistics.mean(cf):.4f} | {statistics.mean(wall):.1f} / {statistics.mean(cpu):.1f} |")
+        print(f"| {m} | {len(got)} | {pct(statistics.mean(last))} | {statistics.mean(rl):.0f} | "
+              f"{statistics.mean(cf):.2g} / {cf_max:.2g} | {clipped} of {steps} | "
+              f"{statistics.mean(wall):.1f} / {statistics.mean(cpu):.1f} |")
+        out["training"][m] = {"seeds": len(got), "clip_frac_max": cf_max, "steps_clipped": clipped,
+                              "steps": steps, "cpu_min_mean": statistics.mean(cpu) if cpu else None,
+                              "wall_min_mean": statistics.mean(wall) if wall else None}
+    total_cpu = sum(float(x[2]) + float(x[3]) for c in cells.values() for x in c["cost"]) / 3600
+    total_wall = sum(float(x[1]) for c in cells.values() for x in c["cost"]) / 3600
+    print(f"\nCost of the {len(cells)} finished cells (with the base evaluation): "
+          f"{total_wall:.1f} h wall, {total_cpu:.1f} h CPU (user + system; from each cost.tsv).")
+    out["cost_hours"] = {"cells": len(cells), "wall": total_wall, "cpu": total_cpu}
 
     if len(sys.argv) == 3 and sys.argv[1] == "--json":
         tmp = pathlib.Path(sys.argv[2] + ".tmp")
