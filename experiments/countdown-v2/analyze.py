@@ -149,10 +149,11 @@ def pct(x):
 def main():
     cells = load()
     base = cells.get("base")
-    digest = base["instances_sha256"] if base else None
-    for name, c in cells.items():
-        if digest and c["instances_sha256"] != digest:
-            sys.exit(f"analyze.py: {name}: scored other instances than results/base")
+    # Per-instance pairing needs every cell scored on the same instances.
+    digests = {c["instances_sha256"] for c in cells.values()}
+    if len(digests) > 1:
+        sys.exit("analyze.py: the cells scored different instance sets (instances_sha256): "
+                 + ", ".join(f"{n} {c['instances_sha256'][:12]}" for n, c in cells.items()))
     out = {}
 
     probe = {n: c for n, c in cells.items() if "-lr" in n}
@@ -177,6 +178,8 @@ def main():
         return
     seeds = sorted({s for _, s in runs})
     print("## Test accuracy per cell (%; 2,560 held-out instances, step 96)\n")
+    print("Means and sds are over each method's finished seeds (n), which differ "
+          "between methods; compare methods only through the paired differences below.\n")
     if base:
         print(f"Before RL: test {pct(base['test_acc'])}, validation {pct(base['validation_acc'])}.\n")
     print("| method | n | mean ± sd | " + " | ".join(f"s{s}" for s in seeds) + " |")
@@ -196,21 +199,40 @@ def main():
         return [100 * (runs[(a, s)]["test_acc"] - runs[(b, s)]["test_acc"])
                 for s in seed_list if (a, s) in runs and (b, s) in runs]
 
-    print("\n## Primary: coupled vs none (paired t over seeds, two-sided)\n")
     d = diffs("coupled", "none", PRIMARY_SEEDS)
     done = len(d)
+    complete = done == len(PRIMARY_SEEDS)
+    if complete:
+        print("\n## Primary: coupled vs none (paired t over seeds 0..11, two-sided)\n")
+    else:
+        print(f"\n## Interim, not the primary test: coupled vs none on {done} of "
+              f"{len(PRIMARY_SEEDS)} seeds\n")
+        print("The pre-registered test is read only once all 24 cells are finished; "
+              "these numbers are a progress report, not a result.\n")
     if done >= 2:
         mean, half, p = paired_t(d)
+        sd = statistics.stdev(d)
+        dz = mean / sd if sd > 0 else float("nan")
         ahead = sum(x > 0 for x in d)
         print(f"{done} of {len(PRIMARY_SEEDS)} seeds: mean {mean:+.2f} points, 95% CI "
-              f"[{mean - half:+.2f}, {mean + half:+.2f}], p = {p:.3g}, coupled ahead on {ahead} of {done}.")
-        out["primary"] = {"seeds": done, "mean": mean, "ci95": [mean - half, mean + half], "p": p}
-    if done < len(PRIMARY_SEEDS):
-        print(f"\n**Not the pre-registered test yet**: {len(PRIMARY_SEEDS) - done} seed pairs missing.")
+              f"[{mean - half:+.2f}, {mean + half:+.2f}], sd {sd:.2f}, d_z {dz:+.2f}, p = {p:.3g}, "
+              f"coupled ahead on {ahead} of {done}.")
+        print("\nPer seed (coupled - none, points): "
+              + ", ".join(f"s{s} {x:+.2f}" for s, x in zip(
+                  [s for s in PRIMARY_SEEDS if ("coupled", s) in runs and ("none", s) in runs], d)) + ".")
+        out["primary"] = {"complete": complete, "seeds": done, "mean": mean,
+                          "ci95": [mean - half, mean + half], "sd": sd, "d_z": dz, "p": p,
+                          "differences": d}
 
     print("\n## Secondary (seeds 0..4; Holm over the five methods against none)\n")
+    family = ["random", "entropy", "local", "global", "coupled-bottom"]
+    short = [m for m in family + ["coupled"]
+             if len(diffs(m, "none", SECONDARY_SEEDS)) < len(SECONDARY_SEEDS)]
+    if short:
+        print(f"*Interim: {', '.join(short)} not yet on all of seeds 0..4; "
+              "Holm runs over the comparisons that exist.*\n")
     rows, ps = [], []
-    for m in ["random", "entropy", "local", "global", "coupled-bottom"]:
+    for m in family:
         d = diffs(m, "none", SECONDARY_SEEDS)
         if len(d) >= 2:
             mean, half, p = paired_t(d)
@@ -224,12 +246,18 @@ def main():
             mean, half, p = paired_t(d)
             extra.append((f"{a} - {b}", d, mean, half, p))
     if rows or extra:
-        print("| comparison | seeds | mean [95% CI] (points) | p | Holm p | ahead |")
-        print("|---|---:|---|---:|---:|---:|")
+        print("| comparison | seeds | mean [95% CI] (points) | d_z | p | Holm p | ahead |")
+        print("|---|---:|---|---:|---:|---:|---:|")
+        out["secondary"] = []
         for (name, d, mean, half, p), h in list(zip(rows, adj)) + [(e, None) for e in extra]:
             hs = f"{h:.3g}" if h is not None else ""
+            sd = statistics.stdev(d)
+            dz = mean / sd if sd > 0 else float("nan")
             print(f"| {name} | {len(d)} | {mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] | "
-                  f"{p:.3g} | {hs} | {sum(x > 0 for x in d)} of {len(d)} |")
+                  f"{dz:+.2f} | {p:.3g} | {hs} | {sum(x > 0 for x in d)} of {len(d)} |")
+            out["secondary"].append({"comparison": name, "seeds": len(d), "mean": mean,
+                                     "ci95": [mean - half, mean + half], "d_z": dz, "p": p,
+                                     "holm_p": h})
     else:
         print("Not enough seeds yet.")
 
@@ -243,6 +271,8 @@ def main():
             only_a = sum(x and not y for x, y in zip(a, b))
             only_b = sum(y and not x for x, y in zip(a, b))
             tables.append((only_a, only_b))
+            out.setdefault("mcnemar", []).append({"seed": s, "only_coupled": only_a, "only_none": only_b,
+                                                  "p": mcnemar_p(only_a, only_b)})
             print(f"| {s} | {only_a} | {only_b} | {mcnemar_p(only_a, only_b):.3g} |")
     if tables:
         chi2, p = cmh(tables)
@@ -251,7 +281,10 @@ def main():
         out["cmh"] = {"seeds": len(tables), "chi2": chi2, "p": p}
 
     print("\n## Training (every finished seed of each method, mean over seeds)\n")
-    print("| method | seeds | rollout acc, last 10 steps (%) | response len | clip frac: mean / max | steps with clipping | cell cost: wall / CPU (min) |")
+    print("Rollout accuracy is the training reward (Countdown's reward is 1 for a correct "
+          "answer, else 0); response length is in tokens, over all 96 steps. Curves: "
+          "`rhythm curves` (docs/experiments/countdown-v2.md).\n")
+    print("| method | seeds | rollout acc, last 10 steps (%) | response tokens | clip frac: mean / max | steps with clipping | cell cost: wall / CPU (min) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     out["training"] = {}
     for m in METHODS:
@@ -272,11 +305,21 @@ def main():
         out["training"][m] = {"seeds": len(got), "clip_frac_max": cf_max, "steps_clipped": clipped,
                               "steps": steps, "cpu_min_mean": statistics.mean(cpu) if cpu else None,
                               "wall_min_mean": statistics.mean(wall) if wall else None}
-    total_cpu = sum(float(x[2]) + float(x[3]) for c in cells.values() for x in c["cost"]) / 3600
-    total_wall = sum(float(x[1]) for c in cells.values() for x in c["cost"]) / 3600
-    print(f"\nCost of the {len(cells)} finished cells (with the base evaluation): "
+    costed = {n: c["cost"] for n, c in cells.items() if c["cost"]}
+    total_cpu = sum(float(x[2]) + float(x[3]) for cost in costed.values() for x in cost) / 3600
+    total_wall = sum(float(x[1]) for cost in costed.values() for x in cost) / 3600
+    print(f"\nCost of the {len(costed)} finished cells (the learning-rate probe's 3 included): "
           f"{total_wall:.1f} h wall, {total_cpu:.1f} h CPU (user + system; from each cost.tsv).")
-    out["cost_hours"] = {"cells": len(cells), "wall": total_wall, "cpu": total_cpu}
+    out["cost_hours"] = {"cells": len(costed), "wall": total_wall, "cpu": total_cpu}
+
+    print("\n## Cost of every cell (seconds, from cost.tsv: training + final evaluation)\n")
+    print("| cell | wall | user | system |")
+    print("|---|---:|---:|---:|")
+    out["cost"] = {}
+    for n, cost in costed.items():
+        w, u, sy = (sum(float(x[i]) for x in cost) for i in (1, 2, 3))
+        print(f"| {n} | {w:.0f} | {u:.0f} | {sy:.0f} |")
+        out["cost"][n] = {"wall_s": w, "user_s": u, "system_s": sy}
 
     if len(sys.argv) == 3 and sys.argv[1] == "--json":
         tmp = pathlib.Path(sys.argv[2] + ".tmp")
