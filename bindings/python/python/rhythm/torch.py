@@ -11,59 +11,88 @@ layers, the per-head sums that every rhythm metric is linear in (the
 >>> s["waad"].shape                                   # doctest: +SKIP
 (layers, heads, N - P)
 
-No ``N x N`` attention map is ever held. The probe registers an attention
-function (``"rhythm_probe"``) with transformers' ``AttentionInterface`` (and
-the SDPA mask with ``AttentionMaskInterface``) that computes attention in
-blocks of query rows, exactly as eager attention does row by row, so the
-model's output is eager's; for the probed layers it reduces each block's
-probabilities (float32, even for bf16/f16 models) to the summaries in float64.
-The logits are never materialised as an ``N x vocab`` tensor: the final hidden
-states go through the LM head in blocks of rows.
+How, without an ``N x N`` map and without a loop over query rows:
 
-The model is switched to ``"rhythm_probe"`` for the pass and switched back
-afterwards. The attention function may also be selected for ordinary use
-(``attn_implementation="rhythm_probe"``); outside :func:`probe` it only
-computes attention, in blocks.
+1. Every layer runs the stock fused attention kernel. For a probed layer the
+   probe calls the kernel op that also returns each row's log-sum-exp
+   ``lse_t`` (on CPU ``aten._scaled_dot_product_flash_attention_for_cpu``, the
+   op ``scaled_dot_product_attention`` itself dispatches to; on CUDA the flash
+   or memory-efficient op), so the layer's output is the plain forward's and
+   any probability is ``A[t, s] = exp(q_t . k_s * scale - lse_t)``.
+2. The near band: ``J`` diagonals ``A[t, t - j]``, ``j < J`` (``J = max(W, p,
+   lo, hi + 1)``), from one batched matmul of each 64-row query block against
+   its ``64 + J`` keys (an ``unfold`` view, no copy). WAAD is
+   ``sum_{j<W} A[t,t-j] j + W (1 - sum_{j<W} A[t,t-j])``; FAI's window
+   ``[lo, hi]`` is a sum along the same diagonals read column-wise.
+3. The far column mass: ``sum_{t in R, t >= s + p} A[t, s]`` (the
+   receiver-head vertical sums) is the partition function of a *transposed*
+   attention in which the keys ``k_s`` query the queries ``q_t`` with the bias
+   ``-lse_t``: the bias rides in one extra head dimension, the condition
+   ``t >= s + p`` becomes the kernel's causal mask once both sequences are
+   reversed and the keys shifted by ``p``, and the kernel's own log-sum-exp
+   output *is* ``log`` of the column mass. A value column holding ``t`` gives
+   the mass-weighted mean row, hence the far part of the span numerator
+   ``sum A[t,s] (t - s)`` without the float32 cancellation of ``t - E_t[s]``.
+   FAI to the end of the response is this mass plus or minus a few diagonals.
 
-For RL batches, :func:`rhythm_gammas` probes each row of a padded rollout
-batch and returns the per-token ``gamma`` of a :class:`RhythmConfig`'s
-strategy (computed by the Rust binding), and :func:`shape_advantages` applies
-it (``gamma * A`` where ``A >= 0``); :mod:`rhythm.trl` and :mod:`rhythm.verl`
-build on these.
+So a probed layer costs its own attention, one more attention-shaped kernel
+call over the response rows, and ``O(B H N J)`` band work; memory per layer is
+``O(B H N (J + d))``. The summaries are float32 products reduced in float64,
+for bf16/f16 models too. Entropies and log-probabilities come from the final
+hidden states in blocks of rows, inside the model's forward (so under FSDP the
+LM head's weight is gathered), never as ``N x vocab`` logits.
+
+The model runs through its own ``forward`` (the wrapped one, under DDP, FSDP
+or DeepSpeed, when that is what is passed), switched for the pass to the
+attention function ``"rhythm_probe"`` registered with transformers'
+``AttentionInterface``: non-probed layers, and everything outside a probe,
+call the model's own implementation (``sdpa`` or ``eager``; other
+implementations run as ``sdpa`` during the pass).
+
+Batches use TRL's layout: each row's real tokens are contiguous (left-padded
+prompt, then the response, then right padding), given by ``attention_mask``;
+:func:`probe_batch` returns one summary dict per row in that row's unpadded
+coordinates, equal to :func:`probe` on the row alone.
+
+The RL side (``RhythmConfig``, ``rhythm_gammas``, ``shape_advantages``) lives
+in :mod:`rhythm.credit` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import threading
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Optional, Sequence, Union
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 __all__ = [
     "ATTN_IMPLEMENTATION",
-    "RhythmConfig",
-    "binding_params",
-    "gamma_from_summary",
-    "mix_seed",
-    "rhythm_gammas",
-    "shape_advantages",
+    "Probe",
     "probe",
     "probe_batch",
+    "probing",
     "register",
     "resolve_layers",
     "sampled_layers",
     "token_stats",
+    "unwrap",
 ]
 
 #: The name the probe's attention function and mask are registered under.
 ATTN_IMPLEMENTATION = "rhythm_probe"
 
-#: Bytes of float32 scores one query block may hold (all heads together).
+#: Bytes of float32 logits one LM-head block may hold.
 _BLOCK_BYTES = 64 * 1024 * 1024
+#: Query rows per band block (the band is ``_BAND_ROWS + J`` keys wide).
+_BAND_ROWS = 64
+#: The bias that removes a key from the transposed pass (exp underflows to 0).
+_BIG = 1.0e30
 
 _registered = False
 _state = threading.local()
@@ -95,7 +124,10 @@ def resolve_layers(layers: Layers, num_layers: int) -> list[int]:
         if layers == "all":
             return list(range(num_layers))
         raise ValueError(f"layers {layers!r}: expected 'sampled', 'all' or a list of layer indices")
-    out = sorted({int(x) for x in layers})
+    try:
+        out = sorted({_int_of("layers", x) for x in layers})
+    except TypeError:
+        raise ValueError(f"layers {layers!r}: expected 'sampled', 'all' or a list of layer indices") from None
     if not out:
         raise ValueError("layers []: expected at least one layer index")
     bad = [x for x in out if not 0 <= x < num_layers]
@@ -104,62 +136,97 @@ def resolve_layers(layers: Layers, num_layers: int) -> list[int]:
     return out
 
 
+def _int_of(name: str, x: Any) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise ValueError(f"{name} {x!r}: expected an integer")
+    return int(x)
+
+
+def check_settings(window: int, horizon: tuple[int, Optional[int]], proximity: int) -> tuple[int, tuple[int, Optional[int]], int]:
+    """Validates the probe's settings; returns them as plain ints (``ValueError`` naming the bad one)."""
+    w = _int_of("window", window)
+    p = _int_of("proximity", proximity)
+    if w < 1:
+        raise ValueError(f"window {window}: expected an integer >= 1")
+    if p < 0:
+        raise ValueError(f"proximity {proximity}: expected an integer >= 0")
+    try:
+        lo, hi = horizon
+    except (TypeError, ValueError):
+        raise ValueError(f"horizon {horizon!r}: expected (lo, hi) with 0 <= lo <= hi, hi None for the end") from None
+    lo = _int_of("horizon lo", lo)
+    hi = None if hi is None else _int_of("horizon hi", hi)
+    if lo < 0 or (hi is not None and hi < lo):
+        raise ValueError(f"horizon {horizon}: expected 0 <= lo <= hi (hi None for the end)")
+    return w, (lo, hi), p
+
+
+# ---------------------------------------------------------------------------
+# Row layout of one forward call.
+
+
+@dataclass
+class _Rows:
+    """The rows of one forward: padded ``[B, N]``, real tokens ``[off, end)``, response ``[start, end)``."""
+
+    first: int  # global index of row 0
+    off: torch.Tensor  # [B] long
+    start: torch.Tensor  # [B] long
+    end: torch.Tensor  # [B] long
+    n_tok: int
+
+
+def _rows_of(mask: Optional[torch.Tensor], bsz: int, n_tok: int, starts: torch.Tensor, first: int) -> _Rows:
+    dev = starts.device
+    if mask is None:
+        off = torch.zeros(bsz, dtype=torch.long, device=dev)
+        end = torch.full((bsz,), n_tok, dtype=torch.long, device=dev)
+    else:
+        m = mask.to(device=dev).bool()
+        if m.shape != (bsz, n_tok):
+            raise ValueError(f"attention_mask shape {tuple(m.shape)}: expected {(bsz, n_tok)}")
+        count = m.sum(1)
+        idx = torch.arange(n_tok, device=dev)
+        off = torch.where(m, idx, n_tok).min(1).values
+        end = torch.where(m, idx + 1, 0).max(1).values
+        if bool(((end - off) != count).any()):
+            bad = int(((end - off) != count).nonzero()[0, 0])
+            raise ValueError(
+                f"attention_mask row {first + bad}: real tokens are not contiguous "
+                "(expected left padding, the sequence, then right padding)"
+            )
+        off = torch.where(count > 0, off, 0)
+        end = torch.where(count > 0, end, 0)
+    st = starts.to(dev)
+    if st.shape != (bsz,):
+        raise ValueError(f"response starts shape {tuple(st.shape)}: expected ({bsz},)")
+    return _Rows(first=first, off=off, start=st, end=end, n_tok=n_tok)
+
+
+# ---------------------------------------------------------------------------
+# The collector: settings of a probe pass and its per-layer results.
+
+
 @dataclass
 class _Collector:
-    """Per-head accumulators of one probe pass (float64, on the model's device)."""
-
-    response_start: int
-    seq_len: int
+    layers: list[int]
     window: int
     horizon: tuple[int, Optional[int]]
     proximity: int
-    layers: list[int]
-    block_size: Optional[int]
-    span_num: dict[int, torch.Tensor] = field(default_factory=dict)
-    waad: dict[int, torch.Tensor] = field(default_factory=dict)
-    fai_sum: dict[int, torch.Tensor] = field(default_factory=dict)
-    vert_sum: dict[int, torch.Tensor] = field(default_factory=dict)
+    stats: bool
+    inner: str
+    lm_block: Optional[int] = None
+    rows: Optional[_Rows] = None
+    #: layer -> list over forwards of (span_num [B,H], waad/fai/vert [B,H,N]) float64 CPU
+    out: dict[int, list[tuple[torch.Tensor, ...]]] = field(default_factory=dict)
+    #: list over forwards of (entropy, logprobs) [B, N] float64 CPU
+    token: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    seconds: float = 0.0
 
-    def add_block(self, layer: int, t0: int, probs: torch.Tensor) -> None:
-        """Adds query rows ``t0 .. t0 + rows`` of layer ``layer``.
-
-        ``probs``: float32 ``[heads, rows, cols]``, row ``i`` the distribution of
-        token ``t0 + i`` over columns ``0..cols`` (zeros past the diagonal).
-        """
-        p0, n = self.response_start, self.seq_len - self.response_start
-        heads, rows, cols = probs.shape
-        if t0 + rows <= p0:
-            return
-        if t0 < p0:  # drop prompt rows
-            probs = probs[:, p0 - t0 :, :]
-            t0, rows = p0, rows - (p0 - t0)
-        dev = probs.device
-        if layer not in self.span_num:
-            self.span_num[layer] = torch.zeros(heads, dtype=torch.float64, device=dev)
-            for acc in (self.waad, self.fai_sum, self.vert_sum):
-                acc[layer] = torch.zeros(heads, n, dtype=torch.float64, device=dev)
-        t = torch.arange(t0, t0 + rows, device=dev)
-        s = torch.arange(cols, device=dev)
-        dist = t[:, None] - s[None, :]  # [rows, cols], negative above the diagonal
-        dist_f = dist.clamp(min=0).to(torch.float32)
-        # Span numerator and WAAD: row sums weighted by t - s and min(t - s, W).
-        span_rows = (probs * dist_f).sum(-1, dtype=torch.float64)  # [heads, rows]
-        self.span_num[layer] += span_rows.sum(-1)
-        waad_rows = (probs * dist_f.clamp(max=float(self.window))).sum(-1, dtype=torch.float64)
-        self.waad[layer][:, t0 - p0 : t0 - p0 + rows] = waad_rows
-        # Column sums over the response columns only.
-        if cols <= p0:
-            return
-        resp = probs[:, :, p0:]
-        d_resp = dist[:, p0:]
+    @property
+    def band(self) -> int:
         lo, hi = self.horizon
-        band = d_resp >= lo
-        if hi is not None:
-            band &= d_resp <= hi
-        c1 = cols - p0
-        self.fai_sum[layer][:, :c1] += (resp * band.to(torch.float32)).sum(-2, dtype=torch.float64)
-        vert = (d_resp >= self.proximity).to(torch.float32)
-        self.vert_sum[layer][:, :c1] += (resp * vert).sum(-2, dtype=torch.float64)
+        return max(self.window, self.proximity, lo, 0 if hi is None else hi + 1, 1)
 
 
 def _active() -> Optional[_Collector]:
@@ -176,10 +243,199 @@ def _collecting(c: _Collector) -> Iterator[_Collector]:
         _state.collector = prev
 
 
-def _block_rows(heads: int, cols: int, requested: Optional[int]) -> int:
-    if requested is not None:
-        return max(1, int(requested))
-    return max(16, _BLOCK_BYTES // max(1, 4 * heads * cols))
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+# ---------------------------------------------------------------------------
+# Attention: the stock kernel with its log-sum-exp.
+
+
+def _float_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, -math.inf)
+    return mask.to(dtype)
+
+
+def _lse_blocked(q: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor], scale: float) -> torch.Tensor:
+    """Log-sum-exp of the rows for devices without an LSE-returning kernel (blocks of query rows)."""
+    bsz, heads, n_q, _ = q.shape
+    lse = torch.empty(bsz, heads, n_q, dtype=torch.float32, device=q.device)
+    rows = max(16, _BLOCK_BYTES // max(1, 4 * heads * bsz * k.shape[2]))
+    for r0 in range(0, n_q, rows):
+        r1 = min(n_q, r0 + rows)
+        s = torch.matmul(q[:, :, r0:r1].float(), k.float().transpose(2, 3)) * scale
+        if mask is None:
+            t = torch.arange(r0, r1, device=q.device)[:, None]
+            s = s.masked_fill(t < torch.arange(k.shape[2], device=q.device)[None, :], -math.inf)
+        else:
+            s = s + _float_mask(mask[:, :, r0:r1], torch.float32)
+        lse[:, :, r0:r1] = torch.logsumexp(s, -1)
+    return lse
+
+
+def attention_with_lse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    scale: float,
+    dropout: float = 0.0,
+    causal: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(q k^T scale + mask) v`` ``[B, H, Nq, Dv]`` and each row's float32 log-sum-exp ``[B, H, Nq]``.
+
+    ``q``/``k``/``v`` have the same number of heads. Without ``mask``,
+    ``causal`` applies the top-left causal mask (key ``j`` visible to query
+    ``i`` iff ``j <= i``). Calls the op ``scaled_dot_product_attention``
+    dispatches to (CPU flash; CUDA flash or memory-efficient), so the output is
+    the stock kernel's; elsewhere it falls back to ``sdpa`` plus a blocked
+    log-sum-exp.
+    """
+    fm = None if mask is None else _float_mask(mask, q.dtype)
+    is_causal = causal and mask is None
+    if q.device.type == "cpu" and q.shape[-1] == v.shape[-1]:
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, dropout, is_causal, attn_mask=fm, scale=scale
+        )
+        return out, lse
+    if q.device.type == "cuda":
+        d = q.shape[-1]
+        if fm is None and q.dtype in (torch.float16, torch.bfloat16) and d % 8 == 0 and d <= 256 and d == v.shape[-1]:
+            res = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, dropout, is_causal, False, scale=scale)
+            return res[0], res[1]
+        bias = None if fm is None else fm.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+        res = torch.ops.aten._scaled_dot_product_efficient_attention(
+            q, k, v, bias, True, dropout, is_causal, scale=scale
+        )
+        return res[0], res[1][..., : q.shape[2]]
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=fm, dropout_p=dropout, is_causal=is_causal, scale=scale
+    )
+    return out, _lse_blocked(q, k, mask if mask is not None else None, scale)
+
+
+def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    if groups == 1:
+        return x
+    b, h, n, d = x.shape
+    return x[:, :, None].expand(b, h, groups, n, d).reshape(b, h * groups, n, d)
+
+
+# ---------------------------------------------------------------------------
+# The summaries of one probed layer.
+
+
+def _band(q: torch.Tensor, k: torch.Tensor, J: int) -> torch.Tensor:
+    """``S[b, h, t, j] = q_t . k_{t-j}`` for ``j < J`` (garbage where ``t - j < 0``), float32 ``[B, H, N, J]``."""
+    bsz, heads, n_tok, d = q.shape
+    r = _BAND_ROWS
+    nb = -(-n_tok // r)
+    qp = torch.nn.functional.pad(q, (0, 0, 0, nb * r - n_tok))
+    kp = torch.nn.functional.pad(k, (0, 0, J, nb * r - n_tok))  # key s sits at row s + J
+    win = kp.unfold(2, r + J, r)  # [B, H, nb, d, r + J]: keys b*r - J .. b*r + r - 1
+    s = torch.matmul(qp.view(bsz, heads, nb, r, d), win)  # [B, H, nb, r, r + J]
+    # Row i of block b is t = b r + i; column c is key b r - J + c, so j = i + J - c.
+    # Diagonal j' = J - 1 - j sits at column i + 1 + j': a strided view.
+    s = s.contiguous()
+    st = s.stride()
+    rev = s.as_strided((bsz, heads, nb, r, J), (st[0], st[1], st[2], st[3] + 1, 1), s.storage_offset() + 1)
+    return rev.flip(-1).reshape(bsz, heads, nb * r, J)[:, :, :n_tok]
+
+
+def _summarize_layer(c: _Collector, q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor, scale: float) -> tuple[torch.Tensor, ...]:
+    """span_num ``[B, H]`` and waad / fai_sum / vert_sum ``[B, H, N]`` (float64) of one layer."""
+    rows = c.rows
+    assert rows is not None
+    bsz, heads, n_tok, d = q.shape
+    dev = q.device
+    W, (lo, hi), p, J = c.window, c.horizon, c.proximity, c.band
+    qf, kf, lse = q.float(), k.float(), lse.float()
+    t = torch.arange(n_tok, device=dev)
+    off, st, en = rows.off[:, None], rows.start[:, None], rows.end[:, None]
+    row_in_r = ((t[None] >= st) & (t[None] < en))[:, None]  # [B, 1, N]
+    # 1. The near band A[t, t - j], j < J, zero where the key is padding or t is not a response row.
+    j = torch.arange(J, device=dev)
+    key = t[:, None] - j[None, :]  # [N, J]
+    valid = (key[None] >= off[:, :, None]) & row_in_r[:, 0, :, None]  # [B, N, J]
+    a = torch.exp(_band(qf, kf, J) * scale - lse[..., None])
+    a = torch.where(valid[:, None], a, torch.zeros((), device=dev)).double()  # [B, H, N, J]
+    # 2. WAAD and the near part of the span numerator.
+    jw = j[:W].double()
+    near = a[..., :W]
+    waad = (near * jw).sum(-1) + W * (1.0 - near.sum(-1))
+    waad = torch.where(row_in_r, waad, torch.zeros((), dtype=waad.dtype, device=dev))
+    span = (a[..., :p] * j[:p].double()).sum((-1, -2))
+    # 3. Column-wise diagonals: col[s, j] = A[s + j, s].
+    ap = torch.nn.functional.pad(a, (0, 0, 0, J)).contiguous()
+    sa = ap.stride()
+    col = ap.as_strided((bsz, heads, n_tok, J), (sa[0], sa[1], sa[2], sa[2] + 1), ap.storage_offset())
+    # 4. The transposed pass: far column mass sum_{t in R, t >= s + p} A[t, s] and its mean row.
+    r0 = int(rows.start.min())
+    nt = n_tok - r0
+    dp = d + 8
+    qt = torch.zeros(bsz, heads, n_tok, dp, dtype=torch.float32, device=dev)
+    qt[..., :d] = kf * scale
+    qt[..., d] = 1.0
+    kt = torch.zeros(bsz, heads, nt + p, dp, dtype=torch.float32, device=dev)
+    vt = torch.zeros(bsz, heads, nt + p, dp, dtype=torch.float32, device=dev)
+    keep = row_in_r[..., r0:].expand(bsz, heads, nt)
+    kt[:, :, p:, :d] = torch.where(keep[..., None], qf[:, :, r0:], torch.zeros((), device=dev)).flip(2)
+    kt[:, :, :p, d] = -_BIG
+    kt[:, :, p:, d] = torch.where(keep, -lse[:, :, r0:], torch.full((), -_BIG, device=dev)).flip(2)
+    vt[:, :, p:, 0] = torch.arange(nt, dtype=torch.float32, device=dev).flip(0)
+    lk = min(nt + p, n_tok)
+    out_t, lse_t = attention_with_lse(qt.flip(2), kt[:, :, :lk], vt[:, :, :lk], None, 1.0)
+    mass = torch.exp(lse_t.flip(2).double())  # [B, H, N] by column s
+    mean_row = out_t[..., 0].flip(2).double() + r0
+    real_col = (t[None] >= off)[:, None]
+    mass = torch.where(real_col & (mass > 0), mass, torch.zeros((), dtype=mass.dtype, device=dev))
+    span = span + (mass * (mean_row - t.double())).sum(-1)
+    col_in_r = row_in_r
+    vert = torch.where(col_in_r, mass, torch.zeros((), dtype=mass.dtype, device=dev))
+    if hi is not None:
+        fai = col[..., lo : hi + 1].sum(-1)
+    elif lo < p:
+        fai = vert + col[..., lo:p].sum(-1)
+    else:
+        fai = vert - col[..., p:lo].sum(-1)
+    fai = torch.where(col_in_r, fai, torch.zeros((), dtype=fai.dtype, device=dev))
+    keep_from = r0
+    return (
+        span.cpu(),
+        waad[..., keep_from:].cpu(),
+        fai[..., keep_from:].cpu(),
+        vert[..., keep_from:].cpu(),
+    )
+
+
+# ---------------------------------------------------------------------------
+# The registered attention function.
+
+_INNER_CACHE: dict[type, Callable[..., Any]] = {}
+
+
+def _eager_of(module: torch.nn.Module) -> Callable[..., Any]:
+    fn = _INNER_CACHE.get(type(module))
+    if fn is None:
+        fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+        if fn is None:
+            from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+            fn = sdpa_attention_forward
+        _INNER_CACHE[type(module)] = fn
+    return fn
+
+
+def _delegate(name: str, module: torch.nn.Module, query, key, value, attention_mask, **kwargs: Any):
+    if name == "eager":
+        if attention_mask is not None and attention_mask.dtype == torch.bool:
+            attention_mask = torch.where(attention_mask, 0.0, torch.finfo(query.dtype).min).to(query.dtype)
+        return _eager_of(module)(module, query, key, value, attention_mask, **kwargs)
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
 def rhythm_attention(
@@ -188,61 +444,52 @@ def rhythm_attention(
     key: torch.Tensor,
     value: torch.Tensor,
     attention_mask: Optional[torch.Tensor],
-    scaling: float,
     dropout: float = 0.0,
+    scaling: Optional[float] = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """Eager attention computed in blocks of query rows (the registered function).
+    """The registered attention function: the model's own attention, plus the summaries of probed layers.
 
-    ``query`` ``[B, Hq, T, D]``, ``key``/``value`` ``[B, Hkv, S, D]``; returns
-    ``([B, T, Hq, D], None)``. Each block's scores are ``q k^T * scaling`` in the
-    model's dtype, masked (the given mask, or causal when it is ``None``),
-    softmaxed in float32 and cast back before multiplying ``value``, as eager
-    attention does. During :func:`probe`, the float32 probabilities of the
-    probed layers feed the summaries.
+    ``query`` ``[B, Hq, N, D]``, ``key``/``value`` ``[B, Hkv, S, D]``; returns
+    ``([B, N, Hq, D], None)``. Outside :func:`probe` (or for a layer that is
+    not probed) it is the model's attention implementation (``sdpa`` when
+    none is active). For a probed layer the output comes from the stock
+    kernel op with its log-sum-exp, and the layer's summaries are collected.
     """
-    bsz, hq, tq, dim = query.shape
-    skv = key.shape[-2]
-    groups = hq // key.shape[1]
-    if groups > 1:
-        key = key.repeat_interleave(groups, dim=1)
-        value = value.repeat_interleave(groups, dim=1)
-    offset = skv - tq  # absolute position of query row 0
     col = _active()
     layer = getattr(module, "layer_idx", None)
-    collect = col is not None and layer in col.layers
-    if collect and (bsz != 1 or offset != 0):
+    if col is None or layer not in col.layers or col.rows is None:
+        return _delegate(col.inner if col else "sdpa", module, query, key, value, attention_mask,
+                         dropout=dropout, scaling=scaling, **kwargs)
+    bsz, hq, n_tok, d = query.shape
+    if key.shape[2] != n_tok or bsz != rows_b(col):
         raise ValueError(
-            f"rhythm probe: layer {layer} got batch {bsz} with {offset} cached positions; expected one sequence, no cache"
+            f"rhythm probe: layer {layer} got {n_tok} queries over {key.shape[2]} keys, batch {bsz}; "
+            f"expected a full pass without cache over batch {rows_b(col)}"
         )
-    rows = _block_rows(hq, skv, col.block_size if col is not None else None)
-    out = torch.empty(bsz, hq, tq, dim, dtype=value.dtype, device=value.device)
-    for r0 in range(0, tq, rows):
-        r1 = min(tq, r0 + rows)
-        c1 = min(skv, offset + r1)  # causal: later columns are masked anyway
-        scores = torch.matmul(query[:, :, r0:r1], key[:, :, :c1].transpose(2, 3)) * scaling
-        if attention_mask is None:
-            t = torch.arange(offset + r0, offset + r1, device=query.device)
-            allowed = t[:, None] >= torch.arange(c1, device=query.device)[None, :]
-            scores = scores.float().masked_fill(~allowed, -math.inf)
-        else:
-            m = attention_mask[:, :, r0:r1, :c1]
-            if m.dtype == torch.bool:
-                scores = scores.float().masked_fill(~m, -math.inf)
-            else:
-                scores = scores + m
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
-        if attention_mask is not None:
-            # A fully masked row (padding) gives NaN from -inf everywhere: make it 0.
-            probs = torch.nan_to_num(probs, nan=0.0)
-        if collect:
-            col.add_block(layer, offset + r0, probs[0])
-        p = probs.to(value.dtype)
-        if dropout > 0.0 and module.training:
-            p = torch.nn.functional.dropout(p, p=dropout, training=True)
-        out[:, :, r0:r1] = torch.matmul(p, value[:, :, :c1])
-        del scores, probs, p
+    if kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None:
+        raise ValueError(f"rhythm probe: layer {layer} uses a position bias or soft-capping; expected plain softmax attention")
+    sw = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
+    if sw is not None and int(sw) < n_tok:
+        raise ValueError(f"rhythm probe: layer {layer} has a sliding window of {sw} < {n_tok} tokens; expected full causal attention")
+    groups = hq // key.shape[1]
+    k = _repeat_kv(key, groups)
+    v = _repeat_kv(value, groups)
+    scale = float(scaling) if scaling is not None else d**-0.5
+    mask = attention_mask[:, :, :, :n_tok] if attention_mask is not None else None
+    out, lse = attention_with_lse(query, k, v, mask, scale, dropout if module.training else 0.0)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        res = _summarize_layer(col, query.detach(), k.detach(), lse.detach(), scale)
+    _sync(query.device)
+    col.seconds += time.perf_counter() - t0
+    col.out.setdefault(layer, []).append(res)
     return out.transpose(1, 2).contiguous(), None
+
+
+def rows_b(col: _Collector) -> int:
+    assert col.rows is not None
+    return int(col.rows.off.shape[0])
 
 
 def register() -> str:
@@ -261,18 +508,15 @@ def register() -> str:
     return ATTN_IMPLEMENTATION
 
 
-@contextlib.contextmanager
-def _attn_implementation(model: torch.nn.Module, name: str) -> Iterator[None]:
-    prev = getattr(model.config, "_attn_implementation", None)
-    if prev == name:
-        yield
-        return
-    model.set_attn_implementation(name)
-    try:
-        yield
-    finally:
-        if prev is not None:
-            model.set_attn_implementation(prev)
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside DDP / FSDP / DeepSpeed / ``torch.compile`` wrappers."""
+    for _ in range(8):
+        mods = getattr(model, "_modules", {})
+        inner = next((mods[a] for a in ("module", "_fsdp_wrapped_module", "_orig_mod") if a in mods), None)
+        if inner is None or hasattr(type(model), "get_decoder"):
+            return model
+        model = inner
+    return model
 
 
 def _num_layers(model: torch.nn.Module) -> int:
@@ -285,29 +529,25 @@ def _num_layers(model: torch.nn.Module) -> int:
     return int(n)
 
 
-def _as_ids(input_ids: Any, device: torch.device) -> torch.Tensor:
-    ids = torch.as_tensor(input_ids)
-    if ids.dim() == 2 and ids.shape[0] == 1:
-        ids = ids[0]
-    if ids.dim() != 1:
-        raise ValueError(f"input_ids shape {tuple(ids.shape)}: expected one sequence [N] or [1, N]")
-    if ids.numel() == 0:
-        raise ValueError("input_ids is empty: expected at least one token")
-    if ids.dtype.is_floating_point:
-        raise ValueError(f"input_ids dtype {ids.dtype}: expected integer token ids")
-    return ids.to(device=device, dtype=torch.long)
+def _decoder(model: torch.nn.Module) -> torch.nn.Module:
+    if hasattr(model, "get_decoder"):
+        dec = model.get_decoder()
+        if dec is not None:
+            return dec
+    base = getattr(model, getattr(model, "base_model_prefix", "model"), None)
+    if base is None:
+        raise ValueError(f"{type(model).__name__}: cannot find the decoder (expected model.model)")
+    return base
 
 
 def token_stats(
     model: torch.nn.Module, hidden: torch.Tensor, ids: torch.Tensor, block_rows: Optional[int] = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Entropy ``H[t]`` and ``log p(ids[t])`` from final hidden states, in row blocks.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy ``H[t]`` and ``log p(ids[t])`` (float64 ``[N]``) from final hidden states ``[N, hidden]``.
 
-    ``hidden`` ``[N, hidden]`` are the decoder's final (normed) states; row
-    ``t - 1`` predicts token ``t``. Entry 0 of both outputs is 0. The LM head
-    runs on ``block_rows`` rows at a time (default: about 64 MiB of float32
-    logits per block) with a float32 softmax, so no ``N x vocab`` tensor is
-    held.
+    Row ``t - 1`` predicts token ``t``; entry 0 of both is 0. The LM head runs
+    on ``block_rows`` rows at a time (default: about 64 MiB of float32 logits)
+    with a float32 softmax, so no ``N x vocab`` tensor is held.
     """
     head = model.get_output_embeddings()
     if block_rows is None:
@@ -325,21 +565,276 @@ def token_stats(
         ent[r0 + 1 : r1 + 1] = -(logp.exp() * logp).sum(-1).double()
         lp[r0 + 1 : r1 + 1] = logp.gather(-1, ids[r0 + 1 : r1 + 1, None])[:, 0].double()
         del logits, logp
-    return ent.cpu().numpy(), lp.cpu().numpy()
+    return ent, lp
 
 
-def _decoder(model: torch.nn.Module) -> torch.nn.Module:
-    if hasattr(model, "get_decoder"):
-        dec = model.get_decoder()
-        if dec is not None:
-            return dec
-    base = getattr(model, getattr(model, "base_model_prefix", "model"), None)
-    if base is None:
-        raise ValueError(f"{type(model).__name__}: cannot find the decoder (expected model.model)")
-    return base
+# ---------------------------------------------------------------------------
+# The probe pass.
+
+
+@dataclass
+class Probe:
+    """An open probe pass (from :func:`probing`): every forward of the model inside it is probed.
+
+    Each forward consumes the next rows; :meth:`summaries` returns one summary
+    dict per row seen, in order.
+    """
+
+    model: torch.nn.Module
+    collector: _Collector
+    starts: Optional[torch.Tensor]
+    tail: Optional[int]
+    ids: list[torch.Tensor] = field(default_factory=list)
+    metas: list[_Rows] = field(default_factory=list)
+    rows_seen: int = 0
+
+    @property
+    def seconds(self) -> float:
+        """Seconds spent on the summaries (beyond the model's own attention) so far."""
+        return self.collector.seconds
+
+    def _begin(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> None:
+        bsz, n_tok = input_ids.shape
+        if self.starts is not None:
+            if self.rows_seen + bsz > self.starts.shape[0]:
+                raise ValueError(
+                    f"rhythm probe: forward over {self.rows_seen + bsz} rows; only {self.starts.shape[0]} response starts given"
+                )
+            st = self.starts[self.rows_seen : self.rows_seen + bsz].to(input_ids.device)
+        else:
+            assert self.tail is not None
+            st = torch.full((bsz,), n_tok - self.tail, dtype=torch.long, device=input_ids.device)
+        rows = _rows_of(attention_mask, bsz, n_tok, st, self.rows_seen)
+        bad = (rows.start < rows.off + 1) | (rows.start > rows.end)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"response_start {int(st[i])} of row {self.rows_seen + i}: expected a non-empty prompt before it "
+                f"(real tokens {int(rows.off[i])}..{int(rows.end[i])})"
+            )
+        self.collector.rows = rows
+        self.metas.append(rows)
+        self.ids.append(input_ids.detach())
+        self.rows_seen += bsz
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """One summary dict per probed row (unpadded coordinates), in row order.
+
+        A row with an empty response gets ``None``.
+        """
+        c = self.collector
+        missing = [l for l in c.layers if len(c.out.get(l, [])) != len(self.metas)]
+        if missing:
+            raise RuntimeError(
+                f"rhythm probe: layers {missing} never called the attention interface "
+                f"({type(self.model).__name__} may not support custom attention functions)"
+            )
+        res: list[dict[str, Any]] = []
+        for f, rows in enumerate(self.metas):
+            r0 = int(rows.start.min())
+            per_layer = [c.out[l][f] for l in c.layers]
+            for b in range(rows.off.shape[0]):
+                off, st, en = int(rows.off[b]), int(rows.start[b]), int(rows.end[b])
+                if en <= st:
+                    res.append(None)  # type: ignore[arg-type]
+                    continue
+                a, z = st - r0, en - r0
+                d: dict[str, Any] = {
+                    "response_start": st - off,
+                    "seq_len": en - off,
+                    "window": c.window,
+                    "horizon": c.horizon,
+                    "proximity": c.proximity,
+                    "layers": list(c.layers),
+                    "span_num": np.stack([x[0][b].numpy() for x in per_layer]),
+                    "waad": np.stack([x[1][b, :, a:z].numpy() for x in per_layer]),
+                    "fai_sum": np.stack([x[2][b, :, a:z].numpy() for x in per_layer]),
+                    "vert_sum": np.stack([x[3][b, :, a:z].numpy() for x in per_layer]),
+                }
+                if c.stats:
+                    ent, lp = c.token[f]
+                    d["entropy"] = ent[b, off:en].numpy()
+                    d["logprobs"] = lp[b, off:en].numpy()
+                res.append(d)
+        return res
+
+
+@contextlib.contextmanager
+def probing(
+    model: torch.nn.Module,
+    *,
+    response_starts: Optional[Sequence[int]] = None,
+    response_tail: Optional[int] = None,
+    layers: Layers = "sampled",
+    window: int = 10,
+    horizon: tuple[int, Optional[int]] = (10, 50),
+    proximity: int = 4,
+    stats: bool = False,
+    lm_block: Optional[int] = None,
+) -> Iterator[Probe]:
+    """Probes every forward of ``model`` (or of the wrapper that holds it) inside the block.
+
+    Each forward must be a full pass without cache over ``input_ids`` ``[B, N]``
+    with an ``attention_mask`` in TRL's layout. The response of a row starts at
+    padded column ``response_starts[row]`` (rows numbered across forwards) or,
+    with ``response_tail=T``, at ``N - T`` (TRL's ``logits_to_keep``).
+    ``stats``: also the entropies and log-probabilities of every token.
+    """
+    if (response_starts is None) == (response_tail is None):
+        raise ValueError("probing: give exactly one of response_starts and response_tail")
+    register()
+    window, horizon, proximity = check_settings(window, horizon, proximity)
+    inner_model = unwrap(model)
+    sel = resolve_layers(layers, _num_layers(inner_model))
+    prev = getattr(inner_model.config, "_attn_implementation", None)
+    inner = prev if prev in ("eager", "sdpa") else "sdpa"
+    col = _Collector(sel, window, horizon, proximity, stats, inner, lm_block)
+    dev = next(inner_model.parameters()).device
+    starts = None if response_starts is None else torch.as_tensor(list(response_starts), dtype=torch.long, device=dev)
+    pr = Probe(inner_model, col, starts, response_tail)
+
+    def pre_hook(_mod: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None or ids.dim() != 2:
+            raise ValueError("rhythm probe: the model was called without input_ids [B, N]")
+        if kwargs.get("past_key_values") is not None:
+            raise ValueError("rhythm probe: expected a full pass without past_key_values")
+        pr._begin(ids, kwargs.get("attention_mask"))
+
+    def dec_hook(_mod: torch.nn.Module, _args: tuple, output: Any) -> None:
+        if not col.stats or col.rows is None:
+            return
+        hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
+        ids = pr.ids[-1]
+        rows = col.rows
+        bsz, n_tok = ids.shape
+        ent = torch.zeros(bsz, n_tok, dtype=torch.float64)
+        lp = torch.zeros(bsz, n_tok, dtype=torch.float64)
+        with torch.no_grad():
+            for b in range(bsz):
+                o, e = int(rows.off[b]), int(rows.end[b])
+                if e - o >= 2:
+                    eb, lb = token_stats(inner_model, hidden[b, o:e].detach(), ids[b, o:e], col.lm_block)
+                    ent[b, o:e], lp[b, o:e] = eb.cpu(), lb.cpu()
+        col.token.append((ent, lp))
+
+    h1 = inner_model.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    h2 = _decoder(inner_model).register_forward_hook(dec_hook)
+    try:
+        with _attn_implementation(inner_model, ATTN_IMPLEMENTATION), _collecting(col):
+            yield pr
+    finally:
+        h1.remove()
+        h2.remove()
+        col.rows = None
+
+
+@contextlib.contextmanager
+def _attn_implementation(model: torch.nn.Module, name: str) -> Iterator[None]:
+    prev = getattr(model.config, "_attn_implementation", None)
+    if prev == name:
+        yield
+        return
+    model.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        if prev is not None:
+            model.set_attn_implementation(prev)
+
+
+def _as_batch(input_ids: Any, attention_mask: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    ids = torch.as_tensor(input_ids)
+    if ids.dim() == 1:
+        ids = ids[None]
+    if ids.dim() != 2:
+        raise ValueError(f"input_ids shape {tuple(ids.shape)}: expected [N] or [B, N]")
+    if ids.numel() == 0:
+        raise ValueError("input_ids is empty: expected at least one token")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise ValueError(f"input_ids dtype {ids.dtype}: expected integer token ids")
+    mask = None
+    if attention_mask is not None:
+        mask = torch.as_tensor(attention_mask)
+        if mask.dim() == 1:
+            mask = mask[None]
+        if tuple(mask.shape) != tuple(ids.shape):
+            raise ValueError(f"attention_mask shape {tuple(mask.shape)}: expected input_ids' {tuple(ids.shape)}")
+    return ids.long(), mask
 
 
 @torch.no_grad()
+def probe_batch(
+    model: torch.nn.Module,
+    input_ids: Any,
+    response_starts: Union[int, Sequence[int]],
+    attention_mask: Any = None,
+    *,
+    layers: Layers = "sampled",
+    window: int = 10,
+    horizon: tuple[int, Optional[int]] = (10, 50),
+    proximity: int = 4,
+    stats: bool = True,
+    lm_block: Optional[int] = None,
+    batch_size: Optional[int] = None,
+) -> list[Optional[dict[str, Any]]]:
+    """The probe over a padded batch ``[B, N]`` in TRL's layout, in ``ceil(B / batch_size)`` forwards.
+
+    Args:
+        model: a transformers causal LM (or a DDP / FSDP / DeepSpeed wrapper of one).
+        input_ids: ``[B, N]`` token ids (or ``[N]``).
+        response_starts: the padded column where each row's response starts
+            (one int for all rows, as in TRL where it is the prompt width).
+        attention_mask: ``[B, N]``, 1 on real tokens (contiguous per row);
+            ``None``: no padding.
+        layers, window, horizon, proximity: as in :func:`probe`.
+        stats: also ``entropy``/``logprobs`` per row.
+        lm_block: rows per LM-head block (default ~64 MiB of float32 logits).
+        batch_size: rows per forward (default: all).
+
+    Returns:
+        One summary dict per row, each in the row's unpadded coordinates and
+        equal to :func:`probe` of that row alone; ``None`` for a row with an
+        empty response.
+    """
+    ids, mask = _as_batch(input_ids, attention_mask)
+    bsz = ids.shape[0]
+    if isinstance(response_starts, (int, np.integer)) and not isinstance(response_starts, bool):
+        starts = [int(response_starts)] * bsz
+    else:
+        starts = [_int_of("response_starts", s) for s in response_starts]
+    if len(starts) != bsz:
+        raise ValueError(f"{len(starts)} response_starts for {bsz} rows: expected one per row")
+    bad = [s for s in starts if not 1 <= s <= ids.shape[1]]
+    if bad:
+        raise ValueError(f"response_start {bad[0]}: expected 1 <= P <= N = {ids.shape[1]}")
+    step = bsz if batch_size is None else _int_of("batch_size", batch_size)
+    if step < 1:
+        raise ValueError(f"batch_size {batch_size}: expected an integer >= 1")
+    inner = unwrap(model)
+    was_training = inner.training
+    inner.eval()
+    dev = next(inner.parameters()).device
+    try:
+        with probing(model, response_starts=starts, layers=layers, window=window, horizon=horizon,
+                     proximity=proximity, stats=stats, lm_block=lm_block) as pr:
+            for b0 in range(0, bsz, step):
+                kw: dict[str, Any] = {"input_ids": ids[b0 : b0 + step].to(dev), "use_cache": False}
+                kw["attention_mask"] = None if mask is None else mask[b0 : b0 + step].to(dev)
+                _forward_light(model, kw)
+        return pr.summaries()
+    finally:
+        inner.train(was_training)
+
+
+def _forward_light(model: torch.nn.Module, kw: dict[str, Any]) -> Any:
+    """``model(**kw)`` keeping only the last position's logits where the model allows it."""
+    try:
+        return model(**kw, logits_to_keep=1)
+    except TypeError:
+        return model(**kw)
+
+
 def probe(
     model: torch.nn.Module,
     input_ids: Any,
@@ -349,11 +844,10 @@ def probe(
     window: int = 10,
     horizon: tuple[int, Optional[int]] = (10, 50),
     proximity: int = 4,
-    block_size: Optional[int] = None,
     lm_block: Optional[int] = None,
     stats: bool = True,
 ) -> dict[str, Any]:
-    """One streamed forward pass over one sequence (prompt + response).
+    """One probed forward pass over one sequence (prompt + response).
 
     Args:
         model: a transformers causal LM using the attention interface (Qwen3,
@@ -364,8 +858,6 @@ def probe(
         window: WAAD window ``W``.
         horizon: FAI horizon ``(lo, hi)``; ``hi=None`` means to the end.
         proximity: receiver-head proximity ``p``.
-        block_size: query rows per attention block (default: about 64 MiB of
-            float32 scores per block).
         lm_block: rows per LM-head block for entropies/log-probabilities
             (default: about 64 MiB of float32 logits per block).
         stats: also compute ``entropy`` and ``logprobs``.
@@ -376,257 +868,25 @@ def probe(
         ``span_num`` ``[L, H]``, ``waad``/``fai_sum``/``vert_sum`` ``[L, H, n]``
         (float64 numpy), and with ``stats`` ``entropy``/``logprobs`` ``[N]``.
     """
-    register()
-    device = next(model.parameters()).device
-    ids = _as_ids(input_ids, device)
-    n_tok = int(ids.shape[0])
-    if not 1 <= int(response_start) < n_tok:
-        raise ValueError(
-            f"response_start {response_start}: expected 1 <= P < N = {n_tok} (a non-empty response after a prompt)"
-        )
-    lo, hi = horizon
-    if lo < 0 or (hi is not None and hi < lo):
-        raise ValueError(f"horizon {horizon}: expected 0 <= lo <= hi (hi None for 'to the end')")
-    if window < 0 or proximity < 0:
-        raise ValueError(f"window {window} / proximity {proximity}: expected non-negative integers")
-    num_layers = _num_layers(model)
-    sel = resolve_layers(layers, num_layers)
-    col = _Collector(
-        response_start=int(response_start),
-        seq_len=n_tok,
-        window=int(window),
-        horizon=(int(lo), None if hi is None else int(hi)),
-        proximity=int(proximity),
-        layers=sel,
-        block_size=block_size,
-    )
-    with _attn_implementation(model, ATTN_IMPLEMENTATION), _collecting(col):
-        out = _decoder(model)(input_ids=ids[None], use_cache=False)
-    missing = [l for l in sel if l not in col.span_num]
-    if missing:
-        raise RuntimeError(
-            f"rhythm probe: layers {missing} never called the attention interface "
-            f"({type(model).__name__} may not support custom attention functions)"
-        )
-    res: dict[str, Any] = {
-        "response_start": col.response_start,
-        "seq_len": n_tok,
-        "window": col.window,
-        "horizon": col.horizon,
-        "proximity": col.proximity,
-        "layers": sel,
-        "span_num": torch.stack([col.span_num[l] for l in sel]).cpu().numpy(),
-        "waad": torch.stack([col.waad[l] for l in sel]).cpu().numpy(),
-        "fai_sum": torch.stack([col.fai_sum[l] for l in sel]).cpu().numpy(),
-        "vert_sum": torch.stack([col.vert_sum[l] for l in sel]).cpu().numpy(),
-    }
-    if stats:
-        hidden = out.last_hidden_state[0]
-        res["entropy"], res["logprobs"] = token_stats(model, hidden, ids, lm_block)
-    return res
+    ids, _ = _as_batch(input_ids, None)
+    if ids.shape[0] != 1:
+        raise ValueError(f"input_ids shape {tuple(ids.shape)}: expected one sequence [N] or [1, N]")
+    n_tok = int(ids.shape[1])
+    p = _int_of("response_start", response_start)
+    if not 1 <= p < n_tok:
+        raise ValueError(f"response_start {p}: expected 1 <= P < N = {n_tok} (a non-empty response after a prompt)")
+    out = probe_batch(model, ids, p, None, layers=layers, window=window, horizon=horizon, proximity=proximity,
+                      stats=stats, lm_block=lm_block)
+    assert out[0] is not None
+    return out[0]
 
 
-def probe_batch(
-    model: torch.nn.Module,
-    sequences: Sequence[Any],
-    response_starts: Sequence[int],
-    **kwargs: Any,
-) -> list[dict[str, Any]]:
-    """:func:`probe` over several sequences, one pass each (no padding).
+def __getattr__(name: str) -> Any:
+    # The RL helpers moved to rhythm.credit; rhythm.torch still exports them.
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from . import credit
 
-    ``sequences`` are unpadded id lists or tensors, ``response_starts`` their
-    ``P``; keyword arguments go to :func:`probe`.
-    """
-    if len(sequences) != len(response_starts):
-        raise ValueError(
-            f"{len(sequences)} sequences but {len(response_starts)} response_starts: expected one P per sequence"
-        )
-    return [probe(model, s, p, **kwargs) for s, p in zip(sequences, response_starts)]
-
-
-# ---------------------------------------------------------------------------
-# Per-token gamma for RL batches (shared by rhythm.trl and rhythm.verl).
-
-STRATEGIES = (
-    "none",
-    "local",
-    "global",
-    "coupled",
-    "random",
-    "entropy",
-    "local-bottom",
-    "global-bottom",
-    "coupled-bottom",
-)
-_MASK64 = (1 << 64) - 1
-
-
-@dataclass
-class RhythmConfig:
-    """Every rhythm setting of the GRPO integration (SPEC defaults for RL)."""
-
-    #: Credit strategy: none, local, global, coupled, random, entropy, or a ``-bottom`` ablation.
-    strategy: str = "coupled"
-    #: WAAD window ``W``.
-    window: int = 10
-    #: FAI horizon ``(lo, hi)``; ``hi=None`` means to the end of the response.
-    horizon: tuple[int, Optional[int]] = (10, 50)
-    #: Fraction ``q`` of response tokens selected.
-    q: float = 0.4
-    #: Selected tokens get up to ``gamma_amp`` times their advantage.
-    gamma_amp: float = 1.5
-    #: ``alpha`` of the coupled strategy.
-    alpha: float = 0.5
-    #: Neighbourhood ``k`` of locally dominated anchors.
-    k: int = 3
-    #: Head ratio ``rho`` of the local and global head groups.
-    head_ratio: float = 0.3
-    #: Receiver-head proximity ``p``.
-    proximity: int = 4
-    #: ``tau_waad`` (``None``: the median of WAAD over the response).
-    tau_waad: Optional[float] = None
-    #: ``tau_delta`` (``None``: the median of Delta over the response).
-    tau_delta: Optional[float] = None
-    #: Probed layers: ``"sampled"`` (SPEC section 2), ``"all"`` or indices.
-    layers: Union[str, list[int]] = "sampled"
-    #: Seed of the ``random`` strategy (mixed with the step and the row's global index).
-    seed: int = 0
-    #: Query rows per attention block in the probe (``None``: about 64 MiB of scores).
-    block_size: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"RhythmConfig.strategy {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
-        lo, hi = self.horizon
-        if lo < 0 or (hi is not None and hi < lo):
-            raise ValueError(f"RhythmConfig.horizon {self.horizon}: expected 0 <= lo <= hi (hi None for the end)")
-        if not 0.0 < self.q <= 1.0:
-            raise ValueError(f"RhythmConfig.q {self.q}: expected 0 < q <= 1")
-        if not 0.0 < self.head_ratio <= 1.0:
-            raise ValueError(f"RhythmConfig.head_ratio {self.head_ratio}: expected 0 < head_ratio <= 1")
-        if self.gamma_amp < 1.0:
-            raise ValueError(f"RhythmConfig.gamma_amp {self.gamma_amp}: expected >= 1")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"RhythmConfig.alpha {self.alpha}: expected 0 <= alpha <= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a plain dict (for logs)."""
-        return asdict(self)
-
-
-def mix_seed(a: int, b: int) -> int:
-    """splitmix64 of ``(a, b)``: the seed rhythm-rl derives for a pair (``rhythm_train::mix``)."""
-    z = (a * 0x9E3779B97F4A7C15 + b + 0x632BE59BD9B4E019) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def binding_params(cfg: RhythmConfig, seed: Optional[int] = None) -> Any:
-    """The binding's ``rhythm.Params`` for ``cfg`` (``seed`` overrides ``cfg.seed``)."""
-    import rhythm
-
-    return rhythm.Params(
-        window=cfg.window,
-        horizon=cfg.horizon,
-        q=cfg.q,
-        head_ratio=cfg.head_ratio,
-        proximity=cfg.proximity,
-        k=cfg.k,
-        gamma_amp=cfg.gamma_amp,
-        alpha=cfg.alpha,
-        tau_waad=cfg.tau_waad,
-        tau_delta=cfg.tau_delta,
-        seed=cfg.seed if seed is None else seed,
-    )
-
-
-def gamma_from_summary(summary: dict[str, Any], cfg: RhythmConfig, seed: Optional[int] = None) -> np.ndarray:
-    """``gamma`` over the response of one probed sequence (:func:`probe`'s dict), from the binding.
-
-    The rhythm comes from ``rhythm.rhythm_from_summaries``; the ``entropy``
-    strategy uses the summary's entropies of the response tokens.
-    """
-    import rhythm
-
-    params = binding_params(cfg, seed)
-    p, n_tok = int(summary["response_start"]), int(summary["seq_len"])
-    n = n_tok - p
-    if cfg.strategy in ("none", "random"):
-        g = rhythm.gamma(cfg.strategy, n=n, params=params)
-    elif cfg.strategy == "entropy":
-        g = rhythm.gamma(cfg.strategy, n=n, entropy=np.asarray(summary["entropy"][p:]), params=params)
-    else:
-        r = rhythm.rhythm_from_summaries(summary, params=params)
-        g = r.gamma(cfg.strategy, params=params)
-    return np.asarray(g, dtype=np.float64)
-
-
-@torch.no_grad()
-def rhythm_gammas(
-    model: torch.nn.Module,
-    prompt_ids: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    completion_ids: torch.Tensor,
-    completion_mask: torch.Tensor,
-    cfg: RhythmConfig,
-    seeds: Optional[Sequence[int]] = None,
-) -> torch.Tensor:
-    """Per-token ``gamma`` ``(B, T)`` (float32) for a TRL rollout batch.
-
-    Row ``i`` is probed unpadded: its prompt tokens where ``prompt_mask`` is 1
-    (left padding dropped), then its completion tokens where
-    ``completion_mask`` is 1; ``P`` is the prompt's length. ``gamma`` is 1 on
-    padding and on rows without completion tokens (or with ``strategy="none"``,
-    for which no probe runs). ``seeds[i]`` is row ``i``'s seed for the
-    ``random`` strategy (default ``cfg.seed``).
-    """
-    bsz, tlen = completion_ids.shape
-    gam = torch.ones(bsz, tlen, dtype=torch.float32, device=completion_ids.device)
-    if cfg.strategy == "none":
-        return gam
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(bsz):
-            p_ids = prompt_ids[i][prompt_mask[i].bool()]
-            c_keep = completion_mask[i].bool()
-            c_ids = completion_ids[i][c_keep]
-            n = int(c_ids.numel())
-            if n == 0 or p_ids.numel() == 0:
-                continue
-            seed = cfg.seed if seeds is None else int(seeds[i])
-            if cfg.strategy == "random":  # needs no attention
-                g = gamma_from_summary({"response_start": int(p_ids.numel()), "seq_len": int(p_ids.numel()) + n}, cfg, seed)
-            else:
-                seq = torch.cat([p_ids, c_ids])
-                s = probe(
-                    model,
-                    seq,
-                    int(p_ids.numel()),
-                    layers=cfg.layers,
-                    window=cfg.window,
-                    horizon=cfg.horizon,
-                    proximity=cfg.proximity,
-                    block_size=cfg.block_size,
-                    stats=cfg.strategy == "entropy",
-                )
-                g = gamma_from_summary(s, cfg, seed)
-            if g.shape != (n,):
-                raise RuntimeError(f"rhythm.gamma returned shape {g.shape} for a response of {n} tokens")
-            # Completion tokens are a prefix of the row unless a mask zeroed them all.
-            pos = torch.nonzero(c_keep, as_tuple=False)[:, 0]
-            gam[i, pos] = torch.as_tensor(g, dtype=torch.float32, device=gam.device)
-    finally:
-        model.train(was_training)
-    return gam
-
-
-def shape_advantages(advantages: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` advantages and ``(B, T)`` ``gamma`` -> ``(B, T)``: ``gamma * A`` where ``A >= 0``, else ``A``."""
-    if advantages.dim() != 1 or gamma.dim() != 2 or gamma.shape[0] != advantages.shape[0]:
-        raise ValueError(
-            f"advantages {tuple(advantages.shape)} / gamma {tuple(gamma.shape)}: expected (B,) and (B, T)"
-        )
-    a = advantages[:, None].to(gamma.dtype)
-    return torch.where(a >= 0, gamma * a, a.expand_as(gamma)).to(advantages.dtype)
+    if name in credit.__all__ or name in ("_MASK64", "STRATEGIES"):
+        return getattr(credit, name)
+    raise AttributeError(f"module 'rhythm.torch' has no attribute {name!r}")
