@@ -14,6 +14,8 @@ seeded random token ids, under torch.no_grad(), weights upcast to --dtype:
               every layer's [heads, N, N] map (what a map-based probe needs)
   probe       rhythm.torch.probe(model, ids, N // 4): the streamed probe
               (sampled layers, per-head summaries, chunked entropies)
+  probe-sampled  the same without entropies (stats=False): compare with plain-last
+  probe-all   all layers probed, stats=False: compare with plain-last
 
 The probe case needs the package installed (tools/test-python.sh, or
 pip install ./bindings/python). "forward peak" is the resident-set high-water mark of the forward alone
@@ -39,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = ["load", "plain", "plain-last", "eager-attn", "probe"]
+CASES = ["load", "plain", "plain-last", "eager-attn", "probe", "probe-sampled", "probe-all"]
 DTYPES = {"f32": "float32", "bf16": "bfloat16"}
 
 
@@ -90,6 +92,13 @@ def child(args: argparse.Namespace) -> None:
             s = probe(model, ids[0], n_tok // 4)
             info["layers"] = s["layers"]
             info["finite"] = all(bool(np.isfinite(s[k]).all()) for k in ("span_num", "waad", "fai_sum", "entropy"))
+        elif args.case in ("probe-sampled", "probe-all"):
+            from rhythm.torch import probe
+
+            layers = "all" if args.case == "probe-all" else "sampled"
+            s = probe(model, ids[0], n_tok // 4, layers=layers, stats=False)
+            info["layers"] = s["layers"]
+            info["finite"] = all(bool(np.isfinite(s[k]).all()) for k in ("span_num", "waad", "fai_sum", "vert_sum"))
         secs = time.perf_counter() - t0
     info["forward_peak_gib"] = _status_gib("VmHWM")
     info.update(forward_seconds=secs, torch=torch.__version__, threads=torch.get_num_threads())
@@ -169,21 +178,24 @@ def main() -> int:
         tmp = args.json.with_suffix(".tmp")
         tmp.write_text(json.dumps(records, indent=1) + "\n")
         tmp.replace(args.json)
-    # Side-by-side table, ratios to "plain" at the same N.
-    print("\n| N | case | forward peak RSS GiB | x plain | process peak RSS GiB | forward s | x plain |")
-    print("|---|---|---|---|---|---|---|")
+    # Side-by-side table, ratios to "plain" and "plain-last" at the same N.
+    print("\n| N | case | forward peak RSS GiB | x plain | x plain-last | process peak RSS GiB | forward s | x plain | x plain-last |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in args.tokens:
         base = next((r for r in records if r["tokens"] == n and r["case"] == "plain" and r["rc"] == 0), None)
+        last = next((r for r in records if r["tokens"] == n and r["case"] == "plain-last" and r["rc"] == 0), None)
         for r in (r for r in records if r["tokens"] == n):
             if r["rc"] != 0:
                 why = "over the limit" if r.get("over_limit") else f"failed (rc {r['rc']})"
-                print(f"| {n} | {r['case']} | {why} ({args.mem_limit_gb:g} GiB address space) | | | | |")
+                print(f"| {n} | {r['case']} | {why} ({args.mem_limit_gb:g} GiB address space) | | | | | | |")
                 continue
             fp = r["forward_peak_gib"]
             pr = f"{fp / base['forward_peak_gib']:.2f}" if base else ""
             sec = r.get("seconds")
             tr = f"{sec / base['seconds']:.2f}" if base and sec and r["case"] != "load" else ""
-            print(f"| {n} | {r['case']} | {fp:.2f} | {pr} | {r['peak_rss_gib']:.2f} | {'' if r['case'] == 'load' else sec} | {tr} |")
+            pl = f"{fp / last['forward_peak_gib']:.2f}" if last else ""
+            tl = f"{sec / last['seconds']:.2f}" if last and sec and r["case"] != "load" else ""
+            print(f"| {n} | {r['case']} | {fp:.2f} | {pr} | {pl} | {r['peak_rss_gib']:.2f} | {'' if r['case'] == 'load' else sec} | {tr} | {tl} |")
     return 0
 
 

@@ -20,35 +20,41 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from countdown_trl import countdown_reward, dataset, grpo_args, load_model, tokenizer  # noqa: E402
+from rhythm.credit import row_seed  # noqa: E402
 from rhythm.trl import RhythmConfig, RhythmGRPOTrainer  # noqa: E402
 
 
 class Recording(RhythmGRPOTrainer):
-    """Saves the first rollout batch of this process (before the update)."""
+    """Saves the first batch this process shapes (before the update), rows in global order."""
 
     out_dir: Path
+    saved = False
 
-    def apply_rhythm(self, output):
-        seeds = self.rhythm_row_seeds(output["advantages"].shape[0])
-        plain_adv = output["advantages"].clone()
-        output = super().apply_rhythm(output)
-        if self._rhythm_step == 0:
-            rec = {k: output[k].cpu() for k in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")}
-            rec.update(
-                gamma=output["rhythm_gamma"].cpu(),
-                advantages=output["advantages"].cpu(),
-                plain_advantages=plain_adv.cpu(),
-                seeds=seeds,
-                process_index=self.accelerator.process_index,
-                num_processes=self.accelerator.num_processes,
-                distributed_type=str(self.accelerator.state.distributed_type),
-                backend=str(torch.distributed.get_backend()) if torch.distributed.is_initialized() else None,
-            )
-            path = self.out_dir / f"rank{self.accelerator.process_index}.pt"
-            tmp = path.with_suffix(".tmp")
-            torch.save(rec, tmp)
-            tmp.replace(path)
-        return output
+    def _rhythm_set(self, batch, gam, seconds):
+        plain_adv = batch["advantages"].clone()
+        super()._rhythm_set(batch, gam, seconds)
+        if self.saved:
+            return
+        self.saved = True
+        bsz = gam.shape[0]
+        rows = batch["rhythm_row"].cpu() if "rhythm_row" in batch else self.accelerator.process_index * bsz + torch.arange(bsz)
+        order = torch.argsort(rows)
+        rec = {k: batch[k].cpu()[order] for k in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")}
+        rec.update(
+            rows=rows[order],
+            gamma=gam.cpu()[order],
+            advantages=batch["advantages"].cpu()[order],
+            plain_advantages=plain_adv.cpu()[order],
+            seeds=[row_seed(self.rhythm.seed, 0, int(r)) for r in rows[order]],
+            process_index=self.accelerator.process_index,
+            num_processes=self.accelerator.num_processes,
+            distributed_type=str(self.accelerator.state.distributed_type),
+            backend=str(torch.distributed.get_backend()) if torch.distributed.is_initialized() else None,
+        )
+        path = self.out_dir / f"rank{self.accelerator.process_index}.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save(rec, tmp)
+        tmp.replace(path)
 
 
 def main() -> None:

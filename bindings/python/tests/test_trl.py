@@ -153,3 +153,105 @@ def test_rhythm_gammas_skips_empty_rows():
     cm = torch.tensor([[0, 0, 0], [1, 0, 0]])
     g = rhythm_gammas(model, pid, pm, cid, cm, RhythmConfig(strategy="none"))
     assert torch.equal(g, torch.ones(2, 3))
+
+
+def _deferred(out):
+    """The batch as TRL's loss sees it when gamma rides on the training forward."""
+    b = copy.copy(out)
+    b["rhythm_row"] = torch.arange(b["completion_ids"].shape[0])
+    b["rhythm_step"] = torch.zeros(b["completion_ids"].shape[0], dtype=torch.long)
+    return b
+
+
+@pytest.mark.parametrize("strategy", ["coupled", "entropy"])
+def test_gamma_rides_on_the_training_forward(tmp_path, strategy):
+    """Default TRL (no old-logprob pass): the loss forward is probed; same gamma and loss as a separate pass."""
+    plain, out = rollout(tmp_path)
+    rh = rhythm_trainer(tmp_path, RhythmConfig(strategy=strategy, horizon=(2, 12)))
+    rh.model.load_state_dict(plain.model.state_dict())
+    assert not rh._trl_makes_policy_pass()
+    explicit = rh.apply_rhythm(copy.copy(out))
+    l0, g0 = loss_and_grads(rh, explicit)
+    batch = _deferred(out)
+    l1, g1 = loss_and_grads(rh, batch)
+    m = out["completion_mask"].bool()
+    assert (batch["rhythm_gamma"][m] > 1).any()
+    np.testing.assert_allclose(batch["rhythm_gamma"].numpy(), explicit["rhythm_gamma"].numpy(), rtol=0, atol=1e-6)
+    assert torch.allclose(l0, l1, rtol=1e-6, atol=1e-9)
+    for k in g0:
+        assert torch.allclose(g0[k], g1[k], rtol=1e-5, atol=1e-8), k
+    mode = "train" if rh.model.training else "eval"
+    assert len(rh._metrics[mode]["rhythm/probe_s"]) == 2 and rh._metrics[mode]["rhythm/probe_s"][-1] >= 0.0
+
+
+def test_gamma_from_trls_old_logprob_pass(tmp_path):
+    """num_iterations=2: TRL makes a no-grad policy pass; it is the probe, gamma is set before the update."""
+    rh = RhythmGRPOTrainer(
+        model=load_model(), reward_funcs=countdown_reward,
+        args=grpo_args(tmp_path / "it2", max_completion_length=40, num_iterations=2),
+        train_dataset=dataset(), processing_class=tokenizer(), rhythm=RhythmConfig(strategy="coupled", horizon=(2, 12)),
+    )
+    assert rh._trl_makes_policy_pass()
+    calls = []
+    orig = type(rh).__mro__[1]._get_per_token_logps_and_entropies
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return orig(self, *a, **k)
+
+    type(rh).__mro__[1]._get_per_token_logps_and_entropies = counting
+    try:
+        torch.manual_seed(3)
+        out = rh._generate_and_score_completions([dataset()[0]] * 4)
+    finally:
+        type(rh).__mro__[1]._get_per_token_logps_and_entropies = orig
+    assert len(calls) == 1  # one forward: TRL's own old-logprob pass
+    assert "rhythm_gamma" in out and "rhythm_row" not in out and out["advantages"].dim() == 2
+    ref = rhythm_gammas(rh.model, out["prompt_ids"], out["prompt_mask"], out["completion_ids"],
+                        out["completion_mask"], rh.rhythm, seeds=rh.rhythm_row_seeds(4, 0, 0))
+    np.testing.assert_allclose(out["rhythm_gamma"].numpy(), ref.numpy(), rtol=0, atol=1e-6)
+
+
+def test_rhythm_grpo_config_from_yaml_and_validation(tmp_path):
+    import rhythm
+    from trl import TrlParser
+    from transformers import HfArgumentParser
+
+    from rhythm.trl import RhythmGRPOConfig
+
+    names = {f[len("rhythm_"):] for f in RhythmGRPOConfig.__dataclass_fields__ if f.startswith("rhythm_")}
+    assert names == set(rhythm.Params.rl().to_dict()) | {"strategy", "layers", "batch_size"}
+    y = tmp_path / "cfg.yaml"
+    y.write_text("output_dir: %s\nrhythm_strategy: global\nrhythm_horizon: '2:'\nrhythm_q: 0.25\n"
+                 "rhythm_layers: '1,2'\nrhythm_receiver_ratio: 0.2\nseed: 7\nuse_cpu: true\nreport_to: []\n" % tmp_path)
+    (args,) = TrlParser((RhythmGRPOConfig,)).parse_args_and_config(["--config", str(y), "--rhythm_k", "5"])
+    cfg = args.rhythm_config()
+    assert (cfg.strategy, cfg.horizon, cfg.q, cfg.layers, cfg.k, cfg.receiver_ratio, args.seed) == (
+        "global", (2, None), 0.25, [1, 2], 5, 0.2, 7)
+    (a2,) = HfArgumentParser((RhythmGRPOConfig,)).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--rhythm_strategy", "local", "--use_cpu", "true"])
+    assert a2.rhythm_config().strategy == "local" and a2.rhythm_config().params == rhythm.Params.rl()
+    assert RhythmGRPOConfig(output_dir=str(tmp_path), rhythm_strategy=rhythm.Strategy.COUPLED, use_cpu=True).rhythm_strategy == "coupled"
+    for kw, msg in [({"rhythm_window": -1}, "window"), ({"rhythm_k": -3}, "k"), ({"rhythm_proximity": -1}, "proximity"),
+                    ({"rhythm_q": 0.0}, "q"), ({"rhythm_horizon": "9:3"}, "horizon"), ({"rhythm_horizon": "x"}, "rhythm_horizon"),
+                    ({"rhythm_strategy": "bogus"}, "strategy"), ({"rhythm_layers": "-1"}, "layers"),
+                    ({"rhythm_batch_size": 0}, "batch_size")]:
+        with pytest.raises(ValueError, match=msg):
+            RhythmGRPOConfig(output_dir=str(tmp_path), use_cpu=True, **kw)
+
+
+def test_rhythm_config_is_a_params_builder(tmp_path):
+    import rhythm
+
+    cfg = RhythmConfig(rhythm.Strategy.COUPLED, receiver_ratio=0.2, gamma_amp=0.5)
+    assert cfg.strategy == "coupled" and cfg.params == rhythm.Params.rl(receiver_ratio=0.2, gamma_amp=0.5)
+    assert cfg.window == 10 and cfg.to_dict()["receiver_ratio"] == 0.2
+    for kw, msg in [({"window": -1}, "window"), ({"k": -3}, "k"), ({"proximity": -1}, "proximity"),
+                    ({"layers": [-1]}, "layers"), ({"batch_size": 0}, "batch_size")]:
+        with pytest.raises(ValueError, match=msg):
+            RhythmConfig(**kw)
+    with pytest.raises(TypeError, match="block_size"):
+        RhythmConfig(block_size=0)
+    with pytest.raises(ValueError, match="layers \\[99\\]"):
+        RhythmGRPOTrainer(model=load_model(), reward_funcs=countdown_reward, args=grpo_args(tmp_path),
+                          train_dataset=dataset(), processing_class=tokenizer(), rhythm=RhythmConfig(layers=[99]))

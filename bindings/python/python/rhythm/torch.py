@@ -86,6 +86,7 @@ __all__ = [
 
 #: The name the probe's attention function and mask are registered under.
 ATTN_IMPLEMENTATION = "rhythm_probe"
+_EAGER_NAME = "rhythm_probe_eager"
 
 #: Bytes of float32 logits one LM-head block may hold.
 _BLOCK_BYTES = 64 * 1024 * 1024
@@ -477,6 +478,20 @@ def rhythm_attention(
     v = _repeat_kv(value, groups)
     scale = float(scaling) if scaling is not None else d**-0.5
     mask = attention_mask[:, :, :, :n_tok] if attention_mask is not None else None
+    if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad):
+        # A training forward: the differentiable output is the model's own
+        # attention, so that autograd (and activation checkpointing, which
+        # recomputes the layer outside the probe) sees exactly a plain forward;
+        # the log-sum-exp costs one more kernel call, without gradients.
+        t0 = time.perf_counter()
+        out = _delegate(col.inner, module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)[0]
+        with torch.no_grad():
+            _, lse = attention_with_lse(query.detach(), k.detach(), v.detach(), mask, scale)
+            res = _summarize_layer(col, query.detach(), k.detach(), lse, scale)
+        _sync(query.device)
+        col.seconds += time.perf_counter() - t0
+        col.out.setdefault(layer, []).append(res)
+        return out, None
     out, lse = attention_with_lse(query, k, v, mask, scale, dropout if module.training else 0.0)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -500,10 +515,14 @@ def register() -> str:
     global _registered
     if not _registered:
         from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+        from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 
         AttentionInterface.register(ATTN_IMPLEMENTATION, rhythm_attention)
         AttentionMaskInterface.register(ATTN_IMPLEMENTATION, sdpa_mask)
+        # For eager models: eager's float masks, so a layer recomputed by
+        # activation checkpointing after the probe gets the mask it expects.
+        AttentionInterface.register(_EAGER_NAME, rhythm_attention)
+        AttentionMaskInterface.register(_EAGER_NAME, eager_mask)
         _registered = True
     return ATTN_IMPLEMENTATION
 
@@ -721,7 +740,8 @@ def probing(
     h1 = inner_model.register_forward_pre_hook(pre_hook, with_kwargs=True)
     h2 = _decoder(inner_model).register_forward_hook(dec_hook)
     try:
-        with _attn_implementation(inner_model, ATTN_IMPLEMENTATION), _collecting(col):
+        name = _EAGER_NAME if inner == "eager" else ATTN_IMPLEMENTATION
+        with _attn_implementation(inner_model, name), _collecting(col):
             yield pr
     finally:
         h1.remove()
