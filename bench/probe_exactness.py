@@ -63,6 +63,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, default=8192)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--horizon", default="10:50", help="lo:hi or lo: (to the end)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -73,9 +74,9 @@ def main() -> int:
 
     lo, _, hi = a.horizon.partition(":")
     horizon = (int(lo), None if hi == "" else int(hi))
-    model = build()
+    model = build().to(a.device)
     n_tok, p = a.tokens, a.tokens // 4
-    ids = torch.randint(0, 1000, (n_tok,), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, 1000, (n_tok,), generator=torch.Generator().manual_seed(1)).to(a.device)
     t0 = time.perf_counter()
     s = probe(model, ids, p, layers="all", horizon=horizon, stats=False)
     probe_s = time.perf_counter() - t0
@@ -83,7 +84,7 @@ def main() -> int:
 
     def capture(module, query, key, value, attention_mask, scaling=None, **kw):
         g = query.shape[1] // key.shape[1]
-        captured[module.layer_idx] = (query[0].double(), key[0].repeat_interleave(g, 0).double(), scaling)
+        captured[module.layer_idx] = (query[0].double().cpu(), key[0].repeat_interleave(g, 0).double().cpu(), scaling)
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kw)
 
     AttentionInterface.register("capture_qk", capture)

@@ -54,8 +54,9 @@ def _status_gib(field: str) -> float:
 
 
 def child(args: argparse.Namespace) -> None:
-    lim = int(args.mem_limit_gb * 2**30)
-    resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+    if args.device == "cpu":  # CUDA reserves far more address space than it uses
+        lim = int(args.mem_limit_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     import numpy as np
     import torch
     from transformers import AutoModelForCausalLM
@@ -64,9 +65,13 @@ def child(args: argparse.Namespace) -> None:
     n_tok = args.tokens[0]
     attn = "eager" if args.case == "eager-attn" else "sdpa"
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]), attn_implementation=attn)
-    model.eval()
+    model.eval().to(args.device)
     g = torch.Generator().manual_seed(args.seed)
-    ids = torch.randint(0, model.config.vocab_size, (1, n_tok), generator=g)
+    ids = torch.randint(0, model.config.vocab_size, (1, n_tok), generator=g).to(args.device)
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     info: dict = {"rss_before_gib": _status_gib("VmRSS")}
     # Reset the resident-set high-water mark (Linux clear_refs "5") so the
     # forward's own peak is seen apart from the loading transient.
@@ -99,8 +104,10 @@ def child(args: argparse.Namespace) -> None:
             s = probe(model, ids[0], n_tok // 4, layers=layers, stats=False)
             info["layers"] = s["layers"]
             info["finite"] = all(bool(np.isfinite(s[k]).all()) for k in ("span_num", "waad", "fai_sum", "vert_sum"))
+        if cuda:
+            torch.cuda.synchronize()
         secs = time.perf_counter() - t0
-    info["forward_peak_gib"] = _status_gib("VmHWM")
+    info["forward_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else _status_gib("VmHWM")
     info.update(forward_seconds=secs, torch=torch.__version__, threads=torch.get_num_threads())
     print(json.dumps(info), flush=True)
 
@@ -108,7 +115,7 @@ def child(args: argparse.Namespace) -> None:
 def run_case(args: argparse.Namespace, case: str, tokens: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--case", case, "--model", args.model,
            "--tokens", str(tokens), "--threads", str(args.threads), "--dtype", args.dtype,
-           "--mem-limit-gb", str(args.mem_limit_gb), "--seed", str(args.seed)]
+           "--mem-limit-gb", str(args.mem_limit_gb), "--seed", str(args.seed), "--device", args.device]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TRANSFORMERS_VERBOSITY="error",
                HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
     load = os.getloadavg()[0]
@@ -158,6 +165,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--mem-limit-gb", type=float, default=16.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda; on cuda 'forward peak' is torch.cuda.max_memory_allocated")
     ap.add_argument("--json", type=Path, help="also write every record here (atomically)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)

@@ -1,4 +1,7 @@
-"""Every ```python block of docs/integrations.md runs as written from the repository root."""
+"""Every ```python block of docs/integrations.md runs as written from the repository root.
+
+A block followed by ``Output:`` and a ```text block must print exactly that.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import pytest
 from helpers import ROOT
 
 DOC = ROOT / "docs" / "integrations.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+BLOCKS = re.findall(r"```python\n(.*?)```\n(?:\nOutput:\n\n```text\n(.*?)```)?", DOC.read_text(), flags=re.S)
 
 
 def test_doc_has_examples():
@@ -20,5 +23,8 @@ def test_doc_has_examples():
 
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
 def test_example_runs(i):
-    r = subprocess.run([sys.executable, "-c", BLOCKS[i]], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    code, want = BLOCKS[i]
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    if want:
+        assert r.stdout == want, f"printed:\n{r.stdout}\ndocumented:\n{want}"

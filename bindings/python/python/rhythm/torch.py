@@ -294,6 +294,12 @@ def attention_with_lse(
     the stock kernel's; elsewhere it falls back to ``sdpa`` plus a blocked
     log-sum-exp.
     """
+    dev = q.device.type
+    if torch.is_autocast_enabled(dev):  # as sdpa under autocast: everything in the autocast dtype
+        dt = torch.get_autocast_dtype(dev)
+        q, k, v = q.to(dt), k.to(dt), v.to(dt)
+    elif k.dtype != q.dtype or v.dtype != q.dtype:
+        k, v = k.to(q.dtype), v.to(q.dtype)
     fm = None if mask is None else _float_mask(mask, q.dtype)
     is_causal = causal and mask is None
     if q.device.type == "cpu" and q.shape[-1] == v.shape[-1]:
